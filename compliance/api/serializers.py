@@ -1,0 +1,110 @@
+"""Input and output serializers of the core API. Output serializers list their fields."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from compliance.identities import IDENTITY_TYPES
+from compliance.ingest import MAX_MESSAGE_CHARS, MAX_MESSAGES_PER_CONVERSATION
+from compliance.models import DataSubject, Jurisdiction, MessageRole
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so a typo is an error and not silently dropped."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["This field is not known."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class IdentitiesSerializer(StrictSerializer):
+    """A subject named by any of its identities; at least one is needed."""
+
+    customer_id = serializers.CharField(required=False, max_length=200)
+    email = serializers.CharField(required=False, max_length=254)
+    phone = serializers.CharField(required=False, max_length=40)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                f"Give at least one identity: {', '.join(IDENTITY_TYPES)}."
+            )
+        return attrs
+
+
+class MessageInSerializer(StrictSerializer):
+    sequence = serializers.IntegerField(min_value=0, max_value=2_147_483_647)
+    role = serializers.ChoiceField(choices=MessageRole.choices)
+    text = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=MAX_MESSAGE_CHARS
+    )
+    sent_at = serializers.DateTimeField()
+
+
+class ConversationInSerializer(StrictSerializer):
+    system = serializers.SlugField(max_length=50, help_text="The system's slug.")
+    conversation_id = serializers.CharField(
+        max_length=200, help_text="The plugin's own conversation id."
+    )
+    subject = IdentitiesSerializer(required=False, allow_null=True)
+    started_at = serializers.DateTimeField(required=False, allow_null=True)
+    disclosure_version = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=1_000_000,
+        help_text="The AI disclosure version shown in this conversation (EU AI Act Art. 50).",
+    )
+    disclosure_shown_at = serializers.DateTimeField(required=False, allow_null=True)
+    messages = serializers.ListField(
+        child=MessageInSerializer(), allow_empty=True, max_length=MAX_MESSAGES_PER_CONVERSATION
+    )
+
+
+class IngestBatchSerializer(StrictSerializer):
+    conversations = serializers.ListField(
+        child=ConversationInSerializer(), min_length=1, max_length=1000
+    )
+
+
+class IngestResultSerializer(serializers.Serializer):
+    conversations_created = serializers.IntegerField()
+    conversations_seen = serializers.IntegerField()
+    messages_created = serializers.IntegerField()
+    messages_skipped = serializers.IntegerField(
+        help_text="Messages already stored (same system, conversation id and sequence)."
+    )
+
+
+class IdentityOutSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    value = serializers.CharField()
+    verified = serializers.BooleanField()
+
+
+class SubjectOutSerializer(serializers.ModelSerializer):
+    identities = IdentityOutSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = DataSubject
+        fields = ["id", "external_id", "display_name", "jurisdiction", "identities", "created_at"]
+        read_only_fields = fields
+
+
+class SubjectCreateSerializer(StrictSerializer):
+    identities = IdentitiesSerializer()
+    display_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    jurisdiction = serializers.ChoiceField(
+        choices=Jurisdiction.choices, required=False, default=Jurisdiction.OTHER
+    )
+
+
+class SubjectLookupSerializer(StrictSerializer):
+    identity = serializers.CharField(
+        max_length=400, help_text="type:value, e.g. email:ana@example.com or customer_id:C-1"
+    )
