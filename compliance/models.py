@@ -29,6 +29,8 @@ class DataSubject(models.Model):
     jurisdiction = models.CharField(
         max_length=8, choices=Jurisdiction.choices, default=Jurisdiction.OTHER
     )
+    # GDPR Art. 18: while set, the data is kept but every consent check answers no.
+    restricted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
