@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/compliance
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/
+TEST_VAR_DIR ?= $(CURDIR)/var/test
+TEST_DATABASE_NAME ?= test_compliance
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) \
 	REDIS_URL=$(TEST_REDIS_URL) SECRET_KEY=test-only-not-secret \
 	ALLOWED_HOSTS=localhost,127.0.0.1,testserver SECURE_SSL_REDIRECT=false \
-	COMPLIANCE_VAR_DIR=$(CURDIR)/var/test
+	COMPLIANCE_VAR_DIR=$(TEST_VAR_DIR) TEST_DATABASE_NAME=$(TEST_DATABASE_NAME)
 
 .PHONY: install run test lint format bench clean
 

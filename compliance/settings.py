@@ -160,6 +160,10 @@ else:
     _db.setdefault("CONN_MAX_AGE", _int("DB_CONN_MAX_AGE", 60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
 
+if TESTING and os.environ.get("TEST_DATABASE_NAME"):
+    # Lets several test runs share one PostgreSQL server without dropping each other's data.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 
