@@ -9,6 +9,7 @@ against two concurrent senders of the same conversation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NotRequired, TypedDict
@@ -19,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compliance.audit import audit_record
+from compliance.minimisation import minimise_text
 from compliance.models import (
     AIDisclosure,
     Conversation,
@@ -63,6 +65,21 @@ class IngestResult:
     conversations_seen: int
     messages_created: int
     messages_skipped: int
+
+
+# Checks other apps register (in their AppConfig.ready) to refuse conversations before they
+# are stored, e.g. the consent app refusing logs of a customer who withdrew consent to
+# conversation logging. A guard gets the batch's resolved subjects and systems and returns
+# {item index: reason} for the items it refuses.
+IngestGuard = Callable[
+    [list["ConversationIn"], list[DataSubject | None], dict[str, System]], dict[int, str]
+]
+INGEST_GUARDS: list[IngestGuard] = []
+
+
+def register_ingest_guard(guard: IngestGuard) -> None:
+    if guard not in INGEST_GUARDS:
+        INGEST_GUARDS.append(guard)
 
 
 class IngestError(ServiceError):
@@ -277,13 +294,25 @@ def conversations_ingest(
                 _fail(i, "disclosure_version", "This system has no disclosure with this version.")
 
         subjects = _resolve_subjects(conversations, actor=actor)
+        for guard in INGEST_GUARDS:
+            refused = guard(conversations, subjects, systems)
+            if refused:
+                index = min(refused)
+                _fail(index, "subject", refused[index], ConflictError)
         stored, created = _upsert_conversations(conversations, systems, disclosures, subjects)
 
         rows = []
         for item in conversations:
-            conversation = stored[(systems[item["system"]].pk, item["conversation_id"])]
+            system = systems[item["system"]]
+            conversation = stored[(system.pk, item["conversation_id"])]
             rows.extend(
-                (conversation.pk, m["sequence"], m["role"], m["text"], m["sent_at"])
+                (
+                    conversation.pk,
+                    m["sequence"],
+                    m["role"],
+                    minimise_text(system=system, text=m["text"]),
+                    m["sent_at"],
+                )
                 for m in item["messages"]
             )
         inserted = _insert_messages(rows)
