@@ -8,6 +8,7 @@ chain never forks; the lock is held until the surrounding transaction commits.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,6 +96,46 @@ def audit_record(
             last_hash=event.hash, length=models.F("length") + 1
         )
     return event
+
+
+def audit_record_many(
+    *, actor: str, action: str, entries: list[tuple[str, str, dict]]
+) -> list[AuditEvent]:
+    """Append one event per (target type, target id, detail), chained in list order, with
+    one lock of the chain head, one INSERT and one UPDATE: for bulk actions (ingest creating
+    a thousand subjects) where one ``audit_record`` per row would cost four round trips each.
+    Call it inside the transaction that makes the changes it records."""
+    if not entries:
+        return []
+    with transaction.atomic():
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(
+            id=1, defaults={"last_hash": GENESIS, "length": 0}
+        )
+        now = timezone.now()
+        prev = head.last_hash
+        events = []
+        for target_type, target_id, detail in entries:
+            event = AuditEvent(
+                occurred_at=now,
+                actor=actor,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                # Round-trip through JSON so the hash is computed over exactly what is stored.
+                detail=json.loads(json.dumps(detail or {}, default=str)),
+                prev_hash=prev,
+            )
+            event.hash = prev = event_hash(event)
+            events.append(event)
+        # One multi-row INSERT takes its ids from the sequence in list order, which is the
+        # order audit_verify walks (ids are only handed out under the head lock held here).
+        AuditEvent.objects.bulk_create(events)
+        if any(a.pk >= b.pk for a, b in itertools.pairwise(events)):
+            raise RuntimeError("Audit events were numbered out of order; the chain would break.")
+        AuditChainHead.objects.filter(id=1).update(
+            last_hash=prev, length=models.F("length") + len(events)
+        )
+    return events
 
 
 @dataclass(frozen=True)

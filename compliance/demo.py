@@ -19,6 +19,7 @@ from faker import Faker
 from compliance.ingest import conversations_ingest
 from compliance.models import (
     ConnectorKind,
+    Conversation,
     DataCategory,
     Jurisdiction,
     LogSource,
@@ -290,6 +291,18 @@ def _conversation(n: int, rng: random.Random, customers, systems, now):
     }
 
 
+def _ingest_unless_stored(batch: list[dict]) -> int:
+    """Ingest a batch unless an earlier run stored it. A batch commits whole, so all of it
+    is stored or none; skipping it keeps a second run from writing even an audit event."""
+    stored = Conversation.objects.filter(
+        system__slug__in={c["system"] for c in batch},
+        external_id__in=[c["conversation_id"] for c in batch],
+    ).count()
+    if stored == len(batch):
+        return 0
+    return conversations_ingest(conversations=batch, actor=ACTOR).messages_created
+
+
 def seed_core(*, stdout=None) -> dict:
     customers = demo_customers()
     with transaction.atomic():
@@ -301,10 +314,10 @@ def seed_core(*, stdout=None) -> dict:
     for n in range(CONVERSATIONS):
         batch.append(_conversation(n, rng, customers, systems, now))
         if len(batch) == 500:
-            created += conversations_ingest(conversations=batch, actor=ACTOR).messages_created
+            created += _ingest_unless_stored(batch)
             batch = []
     if batch:
-        created += conversations_ingest(conversations=batch, actor=ACTOR).messages_created
+        created += _ingest_unless_stored(batch)
     return {"systems": len(systems), "customers": len(customers), "messages_created": created}
 
 

@@ -27,7 +27,8 @@ class IdentityRef(TypedDict):
 
 
 _email_validator = EmailValidator()
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates, which no UTF-8 column can store.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 MAX_CUSTOMER_ID = 200
 
 
@@ -46,8 +47,11 @@ def normalize_phone(raw: str, *, region: str | None = None) -> str:
     value = raw.strip()
     if not value or len(value) > 40 or _CONTROL.search(value):
         raise InvalidIdentity("Not a valid phone number.")
-    if value.startswith("00"):
-        value = "+" + value[2:]
+    # "00" is the international call prefix in most of the world; people write it inside
+    # brackets as often as "+" ("(0044) 20 7946 0958"), so look past an opening bracket.
+    unbracketed = value.lstrip("([ ")
+    if unbracketed.startswith("00"):
+        value = "+" + unbracketed[2:]
     region = region or getattr(settings, "PHONE_DEFAULT_REGION", None)
     try:
         parsed = phonenumbers.parse(value, None if value.startswith("+") else region)

@@ -9,23 +9,27 @@ against two concurrent senders of the same conversation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NotRequired, TypedDict
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from compliance.audit import audit_record
-from compliance.minimisation import minimise_text
+from compliance.audit import audit_record, audit_record_many
+from compliance.mentions import extract_mentions
+from compliance.minimisation import may_hold_identifiers, minimise_text
 from compliance.models import (
     AIDisclosure,
     Conversation,
     DataSubject,
+    IdentityType,
     Message,
+    MessageMention,
     MessageRole,
     SubjectIdentity,
     System,
@@ -40,6 +44,9 @@ from compliance.services import (
 
 MAX_MESSAGE_CHARS = 20_000
 MAX_MESSAGES_PER_CONVERSATION = 5_000
+MAX_CONVERSATION_ID_CHARS = 200
+MAX_SEQUENCE = 2_147_483_647  # the column is a PostgreSQL integer
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class MessageIn(TypedDict):
@@ -103,7 +110,23 @@ def _check_shape(items: list[ConversationIn]) -> None:
     seen: set[tuple[str, str]] = set()
     roles = set(MessageRole.values)
     for i, item in enumerate(items):
-        key = (item["system"], item["conversation_id"])
+        conversation_id = item["conversation_id"]
+        if (
+            not isinstance(conversation_id, str)
+            or not 0 < len(conversation_id) <= MAX_CONVERSATION_ID_CHARS
+            or _UNSTORABLE.search(conversation_id)
+        ):
+            _fail(
+                i,
+                "conversation_id",
+                f"A conversation id is 1 to {MAX_CONVERSATION_ID_CHARS} characters, "
+                "without NUL characters or lone surrogates.",
+            )
+        for name in ("started_at", "disclosure_shown_at"):
+            moment = item.get(name)
+            if moment is not None and moment.tzinfo is None:
+                _fail(i, name, "Give the time with a UTC offset.")
+        key = (item["system"], conversation_id)
         if key in seen:
             _fail(i, "conversation_id", "This conversation appears twice in the batch.")
         seen.add(key)
@@ -114,6 +137,13 @@ def _check_shape(items: list[ConversationIn]) -> None:
             )
         sequences: set[int] = set()
         for j, message in enumerate(messages):
+            sequence = message["sequence"]
+            if (
+                not isinstance(sequence, int)
+                or isinstance(sequence, bool)
+                or not 0 <= sequence <= MAX_SEQUENCE
+            ):
+                _fail(i, f"messages[{j}].sequence", f"A sequence is 0 to {MAX_SEQUENCE}.")
             if message["sequence"] in sequences:
                 _fail(i, f"messages[{j}].sequence", "This sequence number appears twice.")
             sequences.add(message["sequence"])
@@ -126,15 +156,21 @@ def _check_shape(items: list[ConversationIn]) -> None:
                     f"messages[{j}].text",
                     f"A message holds at most {MAX_MESSAGE_CHARS} characters.",
                 )
-            if "\x00" in text:
-                _fail(i, f"messages[{j}].text", "A message may not contain NUL characters.")
+            if _UNSTORABLE.search(text):
+                # PostgreSQL text holds neither NUL nor a lone surrogate (not valid UTF-8).
+                _fail(
+                    i,
+                    f"messages[{j}].text",
+                    "A message may not contain NUL characters or lone surrogates.",
+                )
             if message["sent_at"].tzinfo is None:
                 _fail(i, f"messages[{j}].sent_at", "Give the time with a UTC offset.")
 
 
 def _resolve_subjects(items: list[ConversationIn], *, actor: str) -> list[DataSubject | None]:
-    """Map each item to its subject with one query for all known identities; only new
-    subjects or new identities take the slower get-or-create path."""
+    """Map each item to its subject with one query for all known identities. Subjects whose
+    identities are all new are created together (one INSERT each for subjects, identities
+    and their audit events); only mixed cases take the slower get-or-create path."""
     refs: list[dict[str, str] | None] = []
     for i, item in enumerate(items):
         raw = item.get("subject")
@@ -146,10 +182,14 @@ def _resolve_subjects(items: list[ConversationIn], *, actor: str) -> list[DataSu
             by_type.setdefault(identity_type, set()).add(value)
     for identity_type, values in by_type.items():
         wanted |= Q(type=identity_type, value__in=values)
-    known = {
-        (row.type, row.value): row.subject_id for row in SubjectIdentity.objects.filter(wanted)
-    }
+    known = dict(
+        ((t, v), s)
+        for t, v, s in SubjectIdentity.objects.filter(wanted).values_list(
+            "type", "value", "subject_id"
+        )
+    )
     subjects = {s.pk: s for s in DataSubject.objects.filter(pk__in=set(known.values()))}
+    _create_new_subjects(refs, known, subjects, actor=actor)
 
     resolved: list[DataSubject | None] = []
     for i, ref in enumerate(refs):
@@ -174,82 +214,233 @@ def _resolve_subjects(items: list[ConversationIn], *, actor: str) -> list[DataSu
     return resolved
 
 
-def _upsert_conversations(items, systems, disclosures, subjects) -> tuple[dict, int]:
+def _create_new_subjects(refs, known, subjects, *, actor: str) -> None:
+    """Create, in bulk, one subject per distinct reference none of whose identities is known
+    and which shares no identity with another new reference (those go the slow way)."""
+    fresh: dict[tuple, dict[str, str]] = {}
+    claimed: dict[tuple[str, str], tuple] = {}
+    tangled: set[tuple] = set()
+    for ref in refs:
+        if not ref or any(pair in known for pair in ref.items()):
+            continue
+        key = tuple(sorted(ref.items()))
+        for pair in key:
+            other = claimed.setdefault(pair, key)
+            if other != key:
+                tangled.update((key, other))
+        fresh[key] = ref
+    batch = [(key, ref) for key, ref in fresh.items() if key not in tangled]
+    if not batch:
+        return
+    new = [DataSubject(external_id=ref.get(IdentityType.CUSTOMER_ID)) for _, ref in batch]
+    try:
+        # A concurrent sender may register one of these identities first: then the whole
+        # bulk step is undone and every item takes the get-or-create path, which copes.
+        with transaction.atomic():
+            identities = [
+                SubjectIdentity(subject_id=subject.pk, type=t, value=v)
+                for subject, (_, ref) in zip(new, batch, strict=True)
+                for t, v in ref.items()
+            ]
+            if connection.vendor == "postgresql":
+                for identity in identities:
+                    identity.fill_digests()  # what SubjectIdentity's bulk_create does
+                _copy_instances(DataSubject, new, with_pk=True)  # uuid keys made here
+                _copy_instances(SubjectIdentity, identities, with_pk=False)
+            else:
+                DataSubject.objects.bulk_create(new)
+                SubjectIdentity.objects.bulk_create(identities)
+            audit_record_many(
+                actor=actor,
+                action="subject.created",
+                entries=[
+                    ("compliance.datasubject", str(subject.pk), {"identity_types": sorted(ref)})
+                    for subject, (_, ref) in zip(new, batch, strict=True)
+                ],
+            )
+    except IntegrityError:
+        return
+    for subject, (key, _) in zip(new, batch, strict=True):
+        subjects[subject.pk] = subject
+        for pair in key:
+            known[pair] = subject.pk
+
+
+def _copy_instances(model, objs, *, with_pk: bool, table: str = "") -> None:
+    """INSERT unsaved instances with COPY: every concrete column, prepared as ``save()``
+    prepares it (``pre_save`` fills ``auto_now`` fields), at a fraction of ``bulk_create``'s
+    cost for a thousand rows. Ids are not read back: give uuid keys (``with_pk``) or need
+    none. PostgreSQL only; a constraint violation raises Django's ``IntegrityError``."""
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+    quote = connection.ops.quote_name
+    statement = "COPY {} ({}) FROM STDIN".format(
+        quote(table or model._meta.db_table), ", ".join(quote(f.column) for f in fields)
+    )
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for obj in objs:
+            copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+
+
+def _upsert_conversations(items, systems, disclosures, subjects) -> tuple[dict, set[int], int]:
+    """Return {(system id, conversation id): row id}, the ids this call created (known on
+    PostgreSQL only) and how many it created."""
     keys = {(systems[item["system"]].pk, item["conversation_id"]) for item in items}
     existing = {
-        (c.system_id, c.external_id): c
-        for c in Conversation.objects.filter(
+        (system_id, external_id): (pk, subject_id, disclosure_id)
+        for pk, system_id, external_id, subject_id, disclosure_id in Conversation.objects.filter(
             system_id__in={k[0] for k in keys}, external_id__in={k[1] for k in keys}
-        )
-        if (c.system_id, c.external_id) in keys
+        ).values_list("id", "system_id", "external_id", "subject_id", "disclosure_id")
+        if (system_id, external_id) in keys
     }
+    stored = {key: row[0] for key, row in existing.items()}
     to_create = []
     for item, subject in zip(items, subjects, strict=True):
         system = systems[item["system"]]
         key = (system.pk, item["conversation_id"])
         disclosure = disclosures.get((system.pk, item.get("disclosure_version")))
-        conversation = existing.get(key)
-        if conversation is None:
+        row = existing.get(key)
+        if row is None:
             started_at = item.get("started_at") or min(
                 (m["sent_at"] for m in item["messages"]), default=None
             )
             to_create.append(
                 Conversation(
-                    system=system,
+                    system_id=system.pk,
                     external_id=item["conversation_id"],
-                    subject=subject,
+                    subject_id=subject.pk if subject else None,
                     started_at=started_at or timezone.now(),
-                    disclosure=disclosure,
+                    disclosure_id=disclosure.pk if disclosure else None,
                     disclosure_shown_at=item.get("disclosure_shown_at"),
                 )
             )
-        elif (conversation.subject_id is None and subject is not None) or (
-            conversation.disclosure_id is None and disclosure is not None
-        ):
+        elif (row[1] is None and subject is not None) or (row[2] is None and disclosure):
             # A later upload may name the customer or the disclosure the first one lacked.
+            conversation = Conversation.objects.get(pk=row[0])
             conversation.subject = conversation.subject or subject
             conversation.disclosure = conversation.disclosure or disclosure
             conversation.disclosure_shown_at = conversation.disclosure_shown_at or item.get(
                 "disclosure_shown_at"
             )
             conversation.save(update_fields=["subject", "disclosure", "disclosure_shown_at"])
-    if to_create:
-        # ignore_conflicts: a concurrent sender may have created the same conversation.
+    created: set[int] = set()
+    if to_create and connection.vendor == "postgresql":
+        # COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING: a
+        # concurrent sender may have created the same conversation. Only the rows this
+        # statement inserted come back, and only their messages may skip the conflict check
+        # in _insert_messages.
+        fields = [f for f in Conversation._meta.concrete_fields if not f.primary_key]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS ingest_conversation_stage"  # noqa: S608
+                f" ON COMMIT DELETE ROWS AS SELECT {columns} FROM compliance_conversation"
+                " WITH NO DATA"
+            )
+            cursor.execute("TRUNCATE ingest_conversation_stage")
+            _copy_instances(
+                Conversation, to_create, with_pk=False, table="ingest_conversation_stage"
+            )
+            cursor.execute(
+                f"INSERT INTO compliance_conversation ({columns})"  # noqa: S608 (model columns)
+                f" SELECT {columns} FROM ingest_conversation_stage"
+                " ON CONFLICT (system_id, external_id) DO NOTHING"
+                " RETURNING id, system_id, external_id"
+            )
+            for pk, system_id, external_id in cursor.fetchall():
+                stored[(system_id, external_id)] = pk
+                created.add(pk)
+    elif to_create:
+        # ignore_conflicts: a concurrent sender may have created the same conversation. No
+        # ids come back, so none of these counts as created here for _insert_messages (its
+        # non-PostgreSQL path checks conflicts for every message anyway).
         Conversation.objects.bulk_create(to_create, ignore_conflicts=True)
-        created_keys = {(c.system_id, c.external_id) for c in to_create}
-        for c in Conversation.objects.filter(
-            system_id__in={k[0] for k in created_keys},
-            external_id__in={k[1] for k in created_keys},
-        ):
-            if (c.system_id, c.external_id) in created_keys:
-                existing[(c.system_id, c.external_id)] = c
-    return existing, len(to_create)
+    missing = keys - stored.keys()
+    if missing:
+        for pk, system_id, external_id in Conversation.objects.filter(
+            system_id__in={k[0] for k in missing},
+            external_id__in={k[1] for k in missing},
+        ).values_list("id", "system_id", "external_id"):
+            if (system_id, external_id) in missing:
+                stored[(system_id, external_id)] = pk
+    return stored, created, len(created) if connection.vendor == "postgresql" else len(to_create)
+    return stored, created
 
 
-def _insert_messages(rows: list[tuple[int, int, str, str, datetime]]) -> int:
+_MESSAGE_COLUMNS = "(conversation_id, sequence, role, text, sent_at)"  # a constant
+
+
+def _insert_messages(
+    rows: list[tuple[int, int, str, str, datetime]],
+    created: set[int],
+    mentioned: dict[tuple[int, int], set[tuple[str, str]]],
+) -> int:
+    """Store new messages and, in the same transaction, the email addresses and phone
+    numbers written in them (``mentioned``, by (conversation id, sequence), as
+    ``MessageMention`` rows), so erasure can find a subject in other people's chats through
+    an index instead of scanning every message."""
     if not rows:
         return 0
     if connection.vendor == "postgresql":
+        # Messages of conversations this transaction created cannot exist yet (nobody else
+        # can know the new row id before we commit): they go straight in with COPY. The
+        # rest go through a staging table and ON CONFLICT, which makes re-sending harmless.
+        fresh = [row for row in rows if row[0] in created]
+        again = [row for row in rows if row[0] not in created] if created else rows
+        inserted_ids: list[tuple[int, int, int]] = []
+        inserted = 0
         with connection.cursor() as cursor:
-            cursor.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS ingest_message_stage ("
-                " conversation_id bigint, sequence integer, role varchar(16),"
-                " text text, sent_at timestamptz) ON COMMIT DELETE ROWS"
-            )
-            cursor.execute("TRUNCATE ingest_message_stage")
-            with cursor.cursor.copy(
-                "COPY ingest_message_stage (conversation_id, sequence, role, text, sent_at)"
-                " FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cursor.execute(
-                "INSERT INTO compliance_message (conversation_id, sequence, role, text, sent_at)"
-                " SELECT conversation_id, sequence, role, text, sent_at"
-                " FROM ingest_message_stage"
-                " ON CONFLICT (conversation_id, sequence) DO NOTHING"
-            )
-            return cursor.rowcount
+            if fresh:
+                with cursor.cursor.copy(
+                    f"COPY compliance_message {_MESSAGE_COLUMNS} FROM STDIN"
+                ) as copy:
+                    for row in fresh:
+                        copy.write_row(row)
+                inserted += len(fresh)
+                # The ids of the few fresh messages that mention someone, for their mentions.
+                pairs = [key for key in mentioned if key[0] in created]
+                if pairs:
+                    cursor.execute(
+                        "SELECT m.id, m.conversation_id, m.sequence FROM compliance_message m"
+                        " JOIN unnest(%s::bigint[], %s::integer[]) AS p (conversation_id, seq)"
+                        " ON m.conversation_id = p.conversation_id AND m.sequence = p.seq",
+                        [[c for c, _s in pairs], [q for _c, q in pairs]],
+                    )
+                    inserted_ids.extend(cursor.fetchall())
+            if again:
+                cursor.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS ingest_message_stage ("
+                    " conversation_id bigint, sequence integer, role varchar(16),"
+                    " text text, sent_at timestamptz) ON COMMIT DELETE ROWS"
+                )
+                cursor.execute("TRUNCATE ingest_message_stage")
+                with cursor.cursor.copy(
+                    f"COPY ingest_message_stage {_MESSAGE_COLUMNS} FROM STDIN"
+                ) as copy:
+                    for row in again:
+                        copy.write_row(row)
+                cursor.execute(
+                    f"INSERT INTO compliance_message {_MESSAGE_COLUMNS}"  # noqa: S608 (constant)
+                    " SELECT conversation_id, sequence, role, text, sent_at"
+                    " FROM ingest_message_stage"
+                    " ON CONFLICT (conversation_id, sequence) DO NOTHING"
+                    " RETURNING id, conversation_id, sequence"
+                )
+                # Only rows inserted now get mentions: a skipped duplicate has its own already.
+                returned = cursor.fetchall()
+                inserted += len(returned)
+                inserted_ids.extend(returned)
+            if mentioned and inserted_ids:
+                with cursor.cursor.copy(
+                    "COPY compliance_messagemention (message_id, type, value) FROM STDIN"
+                ) as copy:
+                    for message_id, conversation_id, sequence in inserted_ids:
+                        for mention_type, value in mentioned.get((conversation_id, sequence), ()):
+                            copy.write_row((message_id, mention_type, value))
+        return inserted
     conversation_ids = {row[0] for row in rows}
     before = Message.objects.filter(conversation_id__in=conversation_ids).count()
     Message.objects.bulk_create(
@@ -260,6 +451,22 @@ def _insert_messages(rows: list[tuple[int, int, str, str, datetime]]) -> int:
         ignore_conflicts=True,
         batch_size=500,
     )
+    if mentioned:
+        texts = {(c, s): t for c, s, _r, t, _at in rows}
+        stored = Message.objects.filter(conversation_id__in=conversation_ids).values_list(
+            "pk", "conversation_id", "sequence", "text"
+        )
+        MessageMention.objects.bulk_create(
+            (
+                MessageMention(message_id=pk, type=mention_type, value=value)
+                for pk, c, s, text in stored
+                # Same text: this upload's row, or an identical earlier one.
+                if (c, s) in mentioned and texts[(c, s)] == text
+                for mention_type, value in mentioned[(c, s)]
+            ),
+            ignore_conflicts=True,
+            batch_size=500,
+        )
     return Message.objects.filter(conversation_id__in=conversation_ids).count() - before
 
 
@@ -271,7 +478,7 @@ def conversations_ingest(
     with transaction.atomic():
         slugs = {item["system"] for item in conversations}
         systems = {s.slug: s for s in System.objects.filter(slug__in=slugs)}
-        wanted_versions = Q(pk__in=[])
+        versions: set[tuple[int, int]] = set()
         for i, item in enumerate(conversations):
             system = systems.get(item["system"])
             if system is None:
@@ -284,7 +491,11 @@ def conversations_ingest(
                     ForbiddenError,
                 )
             if item.get("disclosure_version") is not None:
-                wanted_versions |= Q(system=system, version=item["disclosure_version"])
+                versions.add((system.pk, item["disclosure_version"]))
+        # One term per distinct (system, version): a batch repeats the same pair 1,000 times.
+        wanted_versions = Q(pk__in=[])
+        for system_id, version in versions:
+            wanted_versions |= Q(system_id=system_id, version=version)
         disclosures = {
             (d.system_id, d.version): d for d in AIDisclosure.objects.filter(wanted_versions)
         }
@@ -299,23 +510,27 @@ def conversations_ingest(
             if refused:
                 index = min(refused)
                 _fail(index, "subject", refused[index], ConflictError)
-        stored, created = _upsert_conversations(conversations, systems, disclosures, subjects)
+        stored, created_ids, created = _upsert_conversations(
+            conversations, systems, disclosures, subjects
+        )
 
         rows = []
+        mentioned: dict[tuple[int, int], set[tuple[str, str]]] = {}
         for item in conversations:
             system = systems[item["system"]]
-            conversation = stored[(system.pk, item["conversation_id"])]
-            rows.extend(
-                (
-                    conversation.pk,
-                    m["sequence"],
-                    m["role"],
-                    minimise_text(system=system, text=m["text"]),
-                    m["sent_at"],
-                )
-                for m in item["messages"]
-            )
-        inserted = _insert_messages(rows)
+            conversation_pk = stored[(system.pk, item["conversation_id"])]
+            for m in item["messages"]:
+                text = m["text"]
+                # One cheap shared pre-check lets most chat messages skip both scans.
+                if may_hold_identifiers(text):
+                    text = minimise_text(system=system, text=text)
+                    # Mentions come from the stored (minimised) text: a redacted value is
+                    # not in the log, so it is not a mention either.
+                    found = extract_mentions(text)
+                    if found:
+                        mentioned[(conversation_pk, m["sequence"])] = found
+                rows.append((conversation_pk, m["sequence"], m["role"], text, m["sent_at"]))
+        inserted = _insert_messages(rows, created_ids, mentioned)
         result = IngestResult(
             conversations_created=created,
             conversations_seen=len(conversations),

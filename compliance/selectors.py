@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from django.db.models import Count, Max, Min, QuerySet
 
-from compliance.models import Conversation, DataSubject, SubjectIdentity
+from compliance.models import (
+    IDENTITY_DIGEST_COLUMNS,
+    Conversation,
+    DataSubject,
+    SubjectIdentity,
+)
 
 
 def subject_find_by_identity(*, identity_type: str, value: str) -> DataSubject | None:
@@ -29,3 +34,29 @@ def subject_conversation_summary(*, subject: DataSubject) -> QuerySet:
         .annotate(conversations=Count("id"), first=Min("started_at"), last=Max("started_at"))
         .order_by("system__name")
     )
+
+
+def subject_identity_find_by_hash(
+    *, identity_type: str, hash_format: str, digest: str
+) -> SubjectIdentity | None:
+    """The stored identity whose normalized value has this digest (``hash_format`` one of
+    sha256, sha1, md5; ``digest`` in hex, either case). One indexed query on (type, digest)."""
+    column = IDENTITY_DIGEST_COLUMNS.get(hash_format)
+    if column is None:
+        raise ValueError(f"Unknown hash format {hash_format!r}.")
+    return (
+        SubjectIdentity.objects.select_related("subject")
+        .filter(type=identity_type, **{column: digest.strip().lower()})
+        .order_by("pk")
+        .first()
+    )
+
+
+def subject_find_by_hashed_identity(
+    *, identity_type: str, hash_format: str, digest: str
+) -> DataSubject | None:
+    """The subject owning an identity named only by its digest (OpenDSR hashed identities)."""
+    identity = subject_identity_find_by_hash(
+        identity_type=identity_type, hash_format=hash_format, digest=digest
+    )
+    return identity.subject if identity else None

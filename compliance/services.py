@@ -91,9 +91,14 @@ def _subject_for_identities(identities: dict[str, str], *, field: str) -> DataSu
 def _attach_identities(subject: DataSubject, identities: dict[str, str]) -> list[str]:
     added = []
     for identity_type, value in identities.items():
-        _, created = SubjectIdentity.objects.get_or_create(
+        identity, created = SubjectIdentity.objects.get_or_create(
             type=identity_type, value=value, defaults={"subject": subject}
         )
+        if identity.subject_id != subject.pk:
+            # A concurrent transaction gave this identity to another subject after we looked.
+            # get_or_create would hand us theirs and leave ours without it (an orphan subject
+            # when we just created it); fail so subject_get_or_create looks again.
+            raise IntegrityError("identity registered concurrently")
         if created:
             added.append(identity_type)
     customer_id = identities.get(IdentityType.CUSTOMER_ID)
@@ -247,6 +252,13 @@ def _key_digest(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
+def _api_auth_changed() -> None:
+    # compliance.auth caches authenticated keys; it imports this module, hence the late import.
+    from compliance.auth import api_auth_cache_invalidate
+
+    api_auth_cache_invalidate()
+
+
 def api_client_create(
     *, name: str, scopes: Iterable[str], actor: str, system: System | None = None
 ) -> ApiClient:
@@ -266,6 +278,23 @@ def api_client_create(
             target=client,
             detail={"scopes": scopes, "system": system.slug if system else None},
         )
+    return client
+
+
+def api_client_update(*, client: ApiClient, scopes: Iterable[str], actor: str,
+                      system: System | None) -> ApiClient:
+    scopes = sorted(set(scopes))
+    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
+    if unknown:
+        raise ServiceError(f"Unknown scopes: {', '.join(unknown)}.", field="scopes")
+    with transaction.atomic():
+        before = ApiClient.objects.select_for_update().get(pk=client.pk)
+        ApiClient.objects.filter(pk=client.pk).update(scopes=scopes, system=system)
+        _api_auth_changed()
+        audit_record(actor=actor, action="api_client.updated", target=client,
+                     detail={"scopes_before": before.scopes, "scopes": scopes,
+                             "system": system.slug if system else None})
+    client.refresh_from_db()
     return client
 
 
@@ -290,6 +319,7 @@ def api_key_revoke(*, key: ApiKey, actor: str) -> ApiKey:
         updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
+        _api_auth_changed()
         if updated:
             audit_record(
                 actor=actor,
@@ -308,6 +338,7 @@ def api_client_revoke(*, client: ApiClient, actor: str) -> ApiClient:
             revoked_at=now
         )
         client.keys.filter(revoked_at__isnull=True).update(revoked_at=now)
+        _api_auth_changed()
         if updated:
             audit_record(
                 actor=actor,

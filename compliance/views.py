@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+
+from compliance.middleware import error_response
 
 logger = logging.getLogger(__name__)
 
 
+def _get_only(view):
+    """GET and HEAD only; anything else is a 405 in the API's one JSON error shape, since
+    the callers of these endpoints are machines that parse the answer."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            response = error_response(405, "method_not_allowed", "Use GET.")
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 @never_cache
-@require_GET
+@_get_only
 def healthz(request):
     """The process is alive. Touches nothing else, so it stays cheap."""
     return JsonResponse({"status": "ok"})
@@ -40,7 +57,7 @@ def _check_broker() -> str | None:
 
 
 @never_cache
-@require_GET
+@_get_only
 def readyz(request):
     """Ready to serve: the database and the Celery broker answer. 503 with the reason."""
     problems = [p for p in (_check_database(), _check_broker()) if p]

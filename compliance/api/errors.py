@@ -40,6 +40,8 @@ def _flatten(detail, prefix: str = "") -> list[dict]:
         for key, value in detail.items():
             if key == "non_field_errors":
                 field = prefix
+            elif isinstance(key, int):  # a ListField's item: "conversations[3]"
+                field = f"{prefix}[{key}]"
             elif prefix:
                 field = f"{prefix}.{key}"
             else:

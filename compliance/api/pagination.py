@@ -1,11 +1,24 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from rest_framework import pagination
+from rest_framework.exceptions import NotFound
 
 
 class CursorPagination(pagination.CursorPagination):
     """Stable pages for lists that grow while they are read."""
 
-    ordering = "-created_at"
+    # The id breaks ties: rows created in the same microsecond (bulk imports) would
+    # otherwise come back in no fixed order, and pages would repeat or skip them.
+    ordering = ("-created_at", "-pk")
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (ValidationError, ValueError, OverflowError):
+            # A cursor is opaque but not signed: a forged position ("p=2026") fails the
+            # field's validation inside the query. That is the caller's mistake, a 404 like
+            # any other unreadable cursor, not a 500.
+            raise NotFound(self.invalid_cursor_message) from None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from compliance.identities import IDENTITY_TYPES
@@ -20,6 +24,31 @@ class StrictSerializer(serializers.Serializer):
                     {name: ["This field is not known."] for name in unknown}
                 )
         return super().to_internal_value(data)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """A moment in time with its UTC offset. A naive "2026-11-20T09:14:00" is refused rather
+    than guessed: a log's times are evidence (when a disclosure was shown, when data was
+    given), and a plugin in another time zone would otherwise be hours off silently."""
+
+    default_error_messages = {
+        "naive": "Give the time with a UTC offset, e.g. 2026-11-20T09:14:00Z.",
+    }
+
+    def to_internal_value(self, value):
+        if isinstance(value, datetime.datetime):
+            naive = timezone.is_naive(value)
+        elif isinstance(value, str):
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None  # out of range: the parent says what is wrong
+            naive = parsed is not None and timezone.is_naive(parsed)
+        else:
+            naive = False
+        if naive:
+            self.fail("naive")
+        return super().to_internal_value(value)
 
 
 class IdentitiesSerializer(StrictSerializer):
@@ -43,7 +72,7 @@ class MessageInSerializer(StrictSerializer):
     text = serializers.CharField(
         allow_blank=True, trim_whitespace=False, max_length=MAX_MESSAGE_CHARS
     )
-    sent_at = serializers.DateTimeField()
+    sent_at = AwareDateTimeField()
 
 
 class ConversationInSerializer(StrictSerializer):
@@ -52,7 +81,7 @@ class ConversationInSerializer(StrictSerializer):
         max_length=200, help_text="The plugin's own conversation id."
     )
     subject = IdentitiesSerializer(required=False, allow_null=True)
-    started_at = serializers.DateTimeField(required=False, allow_null=True)
+    started_at = AwareDateTimeField(required=False, allow_null=True)
     disclosure_version = serializers.IntegerField(
         required=False,
         allow_null=True,
@@ -60,7 +89,7 @@ class ConversationInSerializer(StrictSerializer):
         max_value=1_000_000,
         help_text="The AI disclosure version shown in this conversation (EU AI Act Art. 50).",
     )
-    disclosure_shown_at = serializers.DateTimeField(required=False, allow_null=True)
+    disclosure_shown_at = AwareDateTimeField(required=False, allow_null=True)
     messages = serializers.ListField(
         child=MessageInSerializer(), allow_empty=True, max_length=MAX_MESSAGES_PER_CONVERSATION
     )

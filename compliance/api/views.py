@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.api.errors import error_body
 from compliance.api.pagination import CursorPagination
+from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import (
-    ConversationInSerializer,
     IngestBatchSerializer,
     IngestResultSerializer,
     SubjectCreateSerializer,
@@ -23,14 +23,15 @@ from compliance.identities import InvalidIdentity, normalize_identity, parse_ide
 from compliance.ingest import conversations_ingest
 from compliance.selectors import subject_find_by_identity, subject_list
 from compliance.services import subject_create
+from integrations.idempotency import idempotent
 
 
 def actor_for(request) -> str:
     return f"api:{request.user.name}"
 
 
-class ErrorSerializer(serializers.Serializer):
-    error = serializers.DictField()
+# The old name, still imported by other apps' views; new code names ErrorResponseSerializer.
+ErrorSerializer = ErrorResponseSerializer
 
 
 INGEST_EXAMPLE = {
@@ -78,21 +79,21 @@ class ConversationIngestView(APIView):
         responses={
             200: IngestResultSerializer,
             201: IngestResultSerializer,
-            400: ErrorSerializer,
-            403: ErrorSerializer,
+            400: ErrorResponseSerializer,
+            403: ErrorResponseSerializer,
         },
         examples=[OpenApiExample("A batch of one", value=INGEST_EXAMPLE, request_only=True)],
     )
+    @idempotent
     def post(self, request):
         data = request.data
         if isinstance(data, dict) and "conversations" not in data and "system" in data:
-            item = ConversationInSerializer(data=data)
-            item.is_valid(raise_exception=True)
-            conversations = [item.validated_data]
-        else:
-            batch = IngestBatchSerializer(data=data)
-            batch.is_valid(raise_exception=True)
-            conversations = batch.validated_data["conversations"]
+            # One object is a batch of one, so its errors are named conversations[0].… just
+            # as the service names them.
+            data = {"conversations": [data]}
+        batch = IngestBatchSerializer(data=data)
+        batch.is_valid(raise_exception=True)
+        conversations = batch.validated_data["conversations"]
         result = conversations_ingest(
             conversations=conversations,
             actor=actor_for(request),
@@ -150,8 +151,13 @@ class SubjectListCreateView(APIView):
         operation_id="subjects_create",
         summary="Register a data subject",
         request=SubjectCreateSerializer,
-        responses={201: SubjectOutSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+        responses={
+            201: SubjectOutSerializer,
+            400: ErrorResponseSerializer,
+            409: ErrorResponseSerializer,
+        },
     )
+    @idempotent
     def post(self, request):
         serializer = SubjectCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -171,7 +177,7 @@ class SubjectDetailView(APIView):
     @extend_schema(
         operation_id="subjects_retrieve",
         summary="One data subject",
-        responses={200: SubjectOutSerializer, 404: ErrorSerializer},
+        responses={200: SubjectOutSerializer, 404: ErrorResponseSerializer},
     )
     def get(self, request, subject_id):
         subject = get_object_or_404(subject_list(), pk=subject_id)
@@ -185,7 +191,11 @@ class SubjectLookupView(APIView):
         operation_id="subjects_lookup",
         summary="Find a subject by an identity",
         request=SubjectLookupSerializer,
-        responses={200: SubjectOutSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            200: SubjectOutSerializer,
+            400: ErrorResponseSerializer,
+            404: ErrorResponseSerializer,
+        },
     )
     def post(self, request):
         serializer = SubjectLookupSerializer(data=request.data)

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 # Each app contributes its own demo data, in this order.
-SEEDERS = ["compliance.demo:seed_core"]
+SEEDERS = ["compliance.demo:seed_core", "consent.demo:seed_consent"]
 
 
 class Command(BaseCommand):

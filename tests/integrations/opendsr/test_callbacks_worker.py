@@ -1,0 +1,43 @@
+"""End to end on a real Celery worker and Redis: a request filed over HTTP is announced to
+the controller's callback URL by the worker, after commit, signed with the published key."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from integrations.opendsr.models import OpenDsrCallback
+from integrations.opendsr.signing import signature_verify
+from tests.integrations.opendsr.conftest import post_request, published_certificate, spec_request
+from tests.integrations.test_webhook_worker import (  # noqa: F401 - the worker fixture
+    celery_worker_process,
+    wait_until,
+)
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_sends_each_status_signed_once_the_change_commits(
+    controller,
+    builtin_source,
+    receiver,
+    celery_worker_process,  # noqa: F811
+):
+    body = spec_request(subject_request_type="access", status_callback_urls=[receiver.url])
+    assert post_request(controller, body).status_code == 201
+    wait_until(
+        lambda: len(receiver.delivered()) >= 2, timeout=60, what="two callbacks at the receiver"
+    )
+    assert celery_worker_process.poll() is None, "the worker died"
+    statuses = [r["json"]["request_status"] for r in receiver.delivered()]
+    assert statuses[:2] == ["pending", "in_progress"]
+    certificate_pem = published_certificate(APIClient())
+    for request in receiver.delivered():
+        headers = {name.lower(): value for name, value in request["headers"].items()}
+        assert signature_verify(
+            certificate_pem=certificate_pem,
+            body=request["body"],
+            signature=headers["x-opendsr-signature"],
+        )
+    assert set(OpenDsrCallback.objects.values_list("status", flat=True)) == {"delivered"}
