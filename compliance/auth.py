@@ -6,7 +6,7 @@ import logging
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
@@ -83,7 +83,8 @@ def _entry_key(raw: str) -> str:
 
 def _remember(raw: str, generation: int, key: ApiKey) -> None:
     cache = _shared_cache()
-    if cache is None:
+    # Nothing read inside a transaction is cached: it may be uncommitted (consent/cache.py).
+    if cache is None or connection.in_atomic_block:
         return
     try:
         cache.set(_entry_key(raw), (generation, key), timeout=AUTH_CACHE_SECONDS)

@@ -13,7 +13,9 @@ import uuid
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.html import format_html
@@ -43,6 +45,22 @@ from dsar.models import (
 
 # Amber from this many days before the deadline (the overdue ones are red).
 DUE_SOON_DAYS = 7
+
+S = RequestStatus
+_NOT_STARTED = frozenset({S.RECEIVED, S.AWAITING_VERIFICATION, S.VERIFIED, S.AWAITING_APPROVAL})
+# Which actions a request's page offers in each status (the services still decide).
+ACTIONS_BY_STATUS: dict[str, frozenset[str]] = {
+    "verify_identity": frozenset({S.RECEIVED, S.AWAITING_VERIFICATION}),
+    "approve": frozenset({S.AWAITING_APPROVAL}),
+    "reject": _NOT_STARTED,
+    "extend": OPEN_STATUSES,
+    "assign": OPEN_STATUSES | {S.PARTIALLY_COMPLETED},
+    "assign_to_me": OPEN_STATUSES | {S.PARTIALLY_COMPLETED},
+    "retry_failed_sources": frozenset({S.PARTIALLY_COMPLETED}),
+    "cancel": _NOT_STARTED,
+    "announce_restriction_lift": frozenset({S.COMPLETED}),
+    "lift_restriction": frozenset({S.COMPLETED}),
+}
 
 
 class SourceTaskInline(admin.TabularInline):
@@ -266,8 +284,36 @@ class DataSubjectRequestAdmin(SystemScopedAdminMixin, admin.ModelAdmin):
         "lift_restriction",
     ]
 
+    change_form_template = "workspace/admin/request_change_form.html"
+
     class Media:
         css = {"all": ["workspace/workspace.css"]}
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The page is read-only for everyone: a request changes only through the actions
+        # (and so through the services), never by saving the form.
+        if request.method == "POST":
+            raise PermissionDenied
+        obj = self.get_object(request, object_id)
+        offered = []
+        if obj is not None and self.may_act_on(request, obj):
+            for name, (_func, _name, description) in self.get_actions(request).items():
+                applies = ACTIONS_BY_STATUS.get(name, frozenset())
+                if obj.status not in applies:
+                    continue
+                if name in ("announce_restriction_lift", "lift_restriction") and (
+                    obj.type != "restriction"
+                ):
+                    continue
+                if name == "extend" and obj.extended_at is not None:
+                    continue
+                offered.append((name, description))
+        context = {
+            **(extra_context or {}),
+            "request_actions": offered,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
     def systems_q(self, systems):
         return request_systems_q(systems)

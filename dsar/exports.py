@@ -32,6 +32,7 @@ from django.utils.text import slugify
 
 from compliance.connectors import Record
 from compliance.models import AIDisclosure, DataSubject, System
+from compliance.retention.selectors import retention_period_for_source
 from dsar.models import DataSubjectRequest, Regulation, SourceTask, SourceTaskStatus
 from dsar.sources import part_path, request_dir
 
@@ -110,9 +111,18 @@ class _Manifest:
         self.files.append({"name": name, "sha256": entry.sha.hexdigest(), "size": entry.size})
 
 
+def _retention_of(task: SourceTask) -> dict | None:
+    # GDPR Art. 15(1)(d): the period for which the data will be stored, per kind of record.
+    period = retention_period_for_source(task.source)
+    if period is None:
+        return None
+    return {"days": period["days"], "action": period["action"], "policy": period["policy"]}
+
+
 def _source_meta(task: SourceTask) -> dict:
     return {
         "source_id": task.source_id,
+        "retention": _retention_of(task),
         "name": task.source.name,
         "system": task.source.system.slug,
         "system_name": task.source.system.name,

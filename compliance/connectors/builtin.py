@@ -557,7 +557,8 @@ class BuiltinConnector(Connector):
 
     def _delete_messages(self, ids: list[int]) -> int:
         conversation_ids = set(
-            Message.objects.filter(pk__in=ids).values_list("conversation_id", flat=True)
+            # order_by(): Message's default ordering would join and sort the conversations.
+            Message.objects.filter(pk__in=ids).order_by().values_list("conversation_id", flat=True)
         )
         deleted = _delete_cascading(Message.objects.filter(pk__in=ids), Message)
         # A conversation left without messages holds nothing but the link to its subject.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -18,7 +18,6 @@ from compliance.models import (
     AnswerFlagCategory,
     AnswerFlagState,
     Conversation,
-    LogSource,
     System,
 )
 from compliance.retention.selectors import effective_policies
@@ -59,7 +58,7 @@ STANDARD_SECURITY_MEASURES = (
     "Tamper-evident audit trail: every change is a hash-chained event",
     "API access per client with scoped keys, stored only as SHA-256 digests",
     "Staff access limited per system (object permissions) and audited",
-    "Logs and request notices carry no personal data; personal data never in URLs",
+    "No personal data in application logs or URLs, no raw personal data in the audit trail",
 )
 DATA_SUBJECT_CATEGORY = "Customers who talk to the AI assistant"
 NO_TRANSFERS_RECORDED = "None recorded in this service"
@@ -286,11 +285,3 @@ def answer_flag_stats(
 
 FLAG_CATEGORIES = list(AnswerFlagCategory.choices)
 FLAG_STATES = list(AnswerFlagState.choices)
-
-
-def sources_in_scope(scope: SystemScope) -> QuerySet[LogSource]:
-    return scope_filter(LogSource.objects.all(), scope, paths_q(["system"]))
-
-
-def open_flag_count(scope: SystemScope) -> int:
-    return answer_flags_in_scope(scope).filter(Q(state=AnswerFlagState.NEW)).count()

@@ -20,8 +20,10 @@ _ACT_CODENAME = ACT_ON_SYSTEM_DATA.split(".")[1]
 
 PRIVACY_STAFF_GROUP = "Privacy staff"
 # The model permissions the privacy staff need; which *systems* they reach is granted per
-# system on top (compliance.workspace.permissions). Deliberately absent: editing systems,
-# API clients and keys, subjects, and anything on the audit trail but viewing it.
+# system on top (compliance.workspace.permissions). Deliberately absent: the admin pages
+# that are not held to systems (subjects, conversations, consent events, the audit trail,
+# API clients and keys), and changing systems. A head DPO who covers every system gets
+# those on their own account.
 PRIVACY_STAFF_PERMISSIONS = (
     "compliance.view_logsource",
     "compliance.change_logsource",
@@ -36,11 +38,9 @@ PRIVACY_STAFF_PERMISSIONS = (
     "compliance.view_answerflag",
     "compliance.change_answerflag",
     "compliance.view_system",
-    "compliance.view_auditevent",
     "dsar.view_datasubjectrequest",
     "dsar.change_datasubjectrequest",
     "dsar.view_sourcetask",
-    "consent.view_consentevent",
 )
 
 

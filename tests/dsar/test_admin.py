@@ -40,7 +40,15 @@ def test_verifying_from_the_admin_starts_the_request(admin_client, ana):
     LogSourceFactory()
     dsr = waiting(ana)
     with committed():
-        admin_client.post(CHANGELIST, {"action": "verify_identity", "_selected_action": [dsr.pk]})
+        admin_client.post(
+            CHANGELIST,
+            {
+                "action": "verify_identity",
+                "_selected_action": [dsr.pk],
+                "apply": "1",
+                "note": "Checked by phone.",
+            },
+        )
     dsr.refresh_from_db()
     assert dsr.status == RequestStatus.IN_PROGRESS
     assert dsr.verification_method == "staff"

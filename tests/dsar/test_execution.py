@@ -34,7 +34,7 @@ from tests.dsar.support import (
     external_rows,
     run_all,
 )
-from tests.factories import LegalHoldFactory
+from tests.factories import LegalHoldFactory, RetentionPolicyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -101,6 +101,24 @@ def test_the_report_tells_a_person_what_is_held_and_their_rights(estate):
     assert "supervisory authority" in report  # GDPR Art. 15(1)(f)
     assert "How long we keep it" in report
     assert "Recipients" in report
+
+
+def test_the_report_states_the_retention_period_of_each_source(estate):
+    # GDPR Art. 15(1)(d); the file logs' system has no policy, so no period is claimed.
+    RetentionPolicyFactory(system=None, source=estate.builtin, duration_days=180, action="redact")
+    dsr = file()
+    run_all(dsr)
+    files = read_package(dsr)
+    report = files["report.html"].decode()
+    assert "180 days after the message" in report
+    assert "your personal data is removed from the text" in report
+    sources = {s["source"]["name"]: s["source"] for s in json.loads(files["data.json"])["sources"]}
+    assert sources["Shop store"]["retention"] == {
+        "days": 180,
+        "action": "redact",
+        "policy": sources["Shop store"]["retention"]["policy"],
+    }
+    assert sources["File logs"]["retention"] is None
 
 
 def test_each_csv_has_a_header_and_one_row_per_record(estate):

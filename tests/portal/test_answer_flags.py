@@ -125,6 +125,8 @@ def dpo(db):
     user.user_permissions.add(
         *Permission.objects.filter(codename__in=["view_answerflag", "change_answerflag"])
     )
+    # Granted globally: this DPO covers every system (per-system grants: tests/workspace).
+    user.user_permissions.add(Permission.objects.get(codename="act_on_system_data"))
     return user
 
 

@@ -111,8 +111,11 @@ def test_a_source_that_cannot_be_counted_makes_a_second_approval_necessary(
         system=alpha.system,
         name="gone",
         connector="jsonl",
-        config={"path": str(tmp_path / "missing"), "subject_field": "customer.email",
-                "identity_type": "email"},
+        config={
+            "path": str(tmp_path / "missing"),
+            "subject_field": "customer.email",
+            "identity_type": "email",
+        },
     )
     assert services.erasure_records_estimate(request=erasure) is None
 

@@ -200,3 +200,15 @@ def test_the_privacy_staff_group_gets_the_model_permissions_once():
     assert "dsar.change_datasubjectrequest" in labels
     assert "compliance.change_system" not in labels
     assert AuditEvent.objects.filter(action="workspace.staff_group.updated").count() == 1
+
+
+def test_the_command_creates_the_privacy_staff_group():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("workspace_staff_group", stdout=out)
+    group = Group.objects.get(name="Privacy staff")
+    assert group.permissions.filter(codename="view_datasubjectrequest").exists()
+    assert "Privacy staff" in out.getvalue()

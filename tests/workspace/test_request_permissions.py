@@ -53,7 +53,9 @@ def alpha_requests(alpha, people):
     waiting = file_request(alpha)
     approval = file_request(alpha, "erasure", pre_verified=True)
     partial = DataSubjectRequestFactory(
-        subject=alpha.subject, type="portability", status="partially_completed",
+        subject=alpha.subject,
+        type="portability",
+        status="partially_completed",
         completed_at=timezone.now(),
     )
     SourceTask.objects.create(request=partial, source=alpha.source, status="failed")
@@ -67,8 +69,11 @@ def test_another_systems_staff_cannot_run_any_action_on_its_requests(
     before = [snapshot(d) for d in alpha_requests]
     signed_in(people.beta_actor).post(
         url("changelist"),
-        {"action": action, ACTION_CHECKBOX_NAME: [str(d.pk) for d in alpha_requests],
-         **ACTIONS[action]},
+        {
+            "action": action,
+            ACTION_CHECKBOX_NAME: [str(d.pk) for d in alpha_requests],
+            **ACTIONS[action],
+        },
     )
     assert [snapshot(d) for d in alpha_requests] == before
 
@@ -78,8 +83,11 @@ def test_a_viewer_cannot_run_any_action(signed_in, people, alpha_requests, actio
     before = [snapshot(d) for d in alpha_requests]
     signed_in(people.alpha_viewer).post(
         url("changelist"),
-        {"action": action, ACTION_CHECKBOX_NAME: [str(d.pk) for d in alpha_requests],
-         **ACTIONS[action]},
+        {
+            "action": action,
+            ACTION_CHECKBOX_NAME: [str(d.pk) for d in alpha_requests],
+            **ACTIONS[action],
+        },
     )
     assert [snapshot(d) for d in alpha_requests] == before
 
@@ -147,8 +155,12 @@ def test_a_request_erased_away_from_its_subject_stays_with_the_systems_that_held
     # After an erasure the subject and conversations are gone; the source tasks that found
     # records still tie the request to Alpha.
     dsr = DataSubjectRequestFactory(
-        subject=None, identity_value="", type="erasure", status="completed",
-        subject_ref="erased-ref", completed_at=timezone.now(),
+        subject=None,
+        identity_value="",
+        type="erasure",
+        status="completed",
+        subject_ref="erased-ref",
+        completed_at=timezone.now(),
     )
     SourceTask.objects.create(request=dsr, source=alpha.source, status="done", records_found=3)
     listed = signed_in(people.alpha_viewer).get(url("changelist")).context["cl"].result_list

@@ -30,9 +30,7 @@ def act(client, action: str, *requests, **form):
 
 
 def events(dsr, action: str) -> list[AuditEvent]:
-    return list(
-        AuditEvent.objects.filter(target_id=str(dsr.pk), action=action).order_by("id")
-    )
+    return list(AuditEvent.objects.filter(target_id=str(dsr.pk), action=action).order_by("id"))
 
 
 def fresh(dsr) -> DataSubjectRequest:
@@ -171,7 +169,9 @@ def test_assign_to_me(signed_in, people, alpha):
 
 def test_retrying_failed_sources_sends_them_again(signed_in, dpo, alpha, committed):
     dsr = DataSubjectRequestFactory(
-        subject=alpha.subject, type="access", status="partially_completed",
+        subject=alpha.subject,
+        type="access",
+        status="partially_completed",
         completed_at=timezone.now(),
     )
     task = SourceTask.objects.create(
@@ -247,16 +247,25 @@ def mixed_queue(people, alpha, beta):
     now = timezone.now()
     return {
         "alpha_overdue": DataSubjectRequestFactory(
-            subject=alpha.subject, type="erasure", status="in_progress",
-            due_at=now - timedelta(days=1), assignee=people.alpha_actor,
+            subject=alpha.subject,
+            type="erasure",
+            status="in_progress",
+            due_at=now - timedelta(days=1),
+            assignee=people.alpha_actor,
         ),
         "alpha_ccpa": DataSubjectRequestFactory(
-            subject=alpha.subject, type="access", regulation="ccpa", status="received",
+            subject=alpha.subject,
+            type="access",
+            regulation="ccpa",
+            status="received",
         ),
         "beta_open": DataSubjectRequestFactory(subject=beta.subject, status="received"),
         "beta_done": DataSubjectRequestFactory(
-            subject=beta.subject, type="erasure", status="completed",
-            due_at=now - timedelta(days=5), completed_at=now - timedelta(days=9),
+            subject=beta.subject,
+            type="erasure",
+            status="completed",
+            due_at=now - timedelta(days=5),
+            completed_at=now - timedelta(days=9),
         ),
     }
 
@@ -295,7 +304,11 @@ def test_the_assignee_filter_finds_my_requests(signed_in, people, mixed_queue):
 def test_search_finds_a_request_by_any_identity_or_its_id(signed_in, dpo, alpha, beta, term):
     dsr = file_request(alpha)
     file_request(beta)
-    term = {"SHORT_ID": str(dsr.pk)[:8], "FULL_ID": str(dsr.pk), "EXT_ID": alpha.subject.external_id}.get(term, term)
+    term = {
+        "SHORT_ID": str(dsr.pk)[:8],
+        "FULL_ID": str(dsr.pk),
+        "EXT_ID": alpha.subject.external_id,
+    }.get(term, term)
     response = signed_in(dpo).get(queue_url(), {"q": term})
     assert listed(response) == {dsr.pk}
 
@@ -315,7 +328,7 @@ def test_search_with_any_text_does_not_crash(signed_in, dpo, alpha):
         assert signed_in(dpo).get(queue_url(), {"q": term}).status_code == 200
 
 
-# --- A request's page ------------------------------------------------------------------------------
+# --- A request's page ------------------------------------------------------------------------
 
 
 def test_a_requests_page_shows_its_timeline_and_source_tasks(signed_in, dpo, alpha, committed):
@@ -340,3 +353,37 @@ def test_a_requests_page_shows_its_timeline_and_source_tasks(signed_in, dpo, alp
     assert "alpha-logs" in page
     assert "ID seen at the counter." in page
     assert "Alpha" in page  # the systems the request touches
+
+
+def test_a_requests_page_offers_the_actions_that_apply_and_runs_them(
+    signed_in, dpo, alpha, committed
+):
+    dsr = file_request(alpha, "erasure", pre_verified=True)
+    client = signed_in(dpo)
+    page = client.get(reverse("admin:dsar_datasubjectrequest_change", args=[dsr.pk]))
+
+    offered = [name for name, _label in page.context["request_actions"]]
+    assert "approve" in offered and "reject" in offered
+    assert "verify_identity" not in offered and "retry_failed_sources" not in offered
+    assert 'name="_save"' not in page.content.decode()
+
+    with committed():
+        client.post(queue_url(), {"action": "approve", ACTION_CHECKBOX_NAME: str(dsr.pk)})
+    assert fresh(dsr).status == "in_progress"
+
+
+def test_a_requests_page_cannot_be_saved_even_by_a_superuser(signed_in, dpo, alpha):
+    dsr = file_request(alpha)
+    response = signed_in(dpo).post(
+        reverse("admin:dsar_datasubjectrequest_change", args=[dsr.pk]), {"status": "completed"}
+    )
+    assert response.status_code == 403
+    assert fresh(dsr).status == "awaiting_verification"
+
+
+def test_a_viewer_gets_no_action_buttons(signed_in, people, alpha):
+    dsr = file_request(alpha, "erasure", pre_verified=True)
+    page = signed_in(people.alpha_viewer).get(
+        reverse("admin:dsar_datasubjectrequest_change", args=[dsr.pk])
+    )
+    assert page.context["request_actions"] == []

@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("compliance", "0004_answer_flags"),
+        ("compliance", "0003_answer_flags"),
     ]
 
     operations = [

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('compliance', '0006_identity_hashes'),
+        ('compliance', '0005_identity_hashes'),
         ('dsar', '0001_initial'),
     ]
 

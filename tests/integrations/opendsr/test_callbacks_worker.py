@@ -1,5 +1,6 @@
-"""End to end on a real Celery worker and Redis: a request filed over HTTP is announced to
-the controller's callback URL by the worker, after commit, signed with the published key."""
+"""End to end on a real Celery worker and Redis: a request filed over HTTP is carried out
+by the worker, and each of its statuses is announced to the controller's callback URL,
+after commit, in order, signed with the published key."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ def test_the_worker_sends_each_status_signed_once_the_change_commits(
 ):
     body = spec_request(subject_request_type="access", status_callback_urls=[receiver.url])
     assert post_request(controller, body).status_code == 201
+    # The worker also carries the request out: received, started, then done.
     wait_until(
-        lambda: len(receiver.delivered()) >= 2, timeout=60, what="two callbacks at the receiver"
+        lambda: len(receiver.delivered()) >= 3, timeout=90, what="three callbacks at the receiver"
     )
     assert celery_worker_process.poll() is None, "the worker died"
     statuses = [r["json"]["request_status"] for r in receiver.delivered()]
-    assert statuses[:2] == ["pending", "in_progress"]
+    assert statuses == ["pending", "in_progress", "completed"]
+    assert receiver.delivered()[-1]["json"]["results_url"]
     certificate_pem = published_certificate(APIClient())
     for request in receiver.delivered():
         headers = {name.lower(): value for name, value in request["headers"].items()}
@@ -40,4 +43,9 @@ def test_the_worker_sends_each_status_signed_once_the_change_commits(
             body=request["body"],
             signature=headers["x-opendsr-signature"],
         )
-    assert set(OpenDsrCallback.objects.values_list("status", flat=True)) == {"delivered"}
+    # The worker records the answer just after the receiver has given it.
+    wait_until(
+        lambda: set(OpenDsrCallback.objects.values_list("status", flat=True)) == {"delivered"},
+        timeout=10,
+        what="every callback recorded as delivered",
+    )

@@ -108,7 +108,7 @@ def test_a_rectification_keeps_the_digests_of_the_corrected_identity():
 def test_the_data_migration_fills_rows_written_before_it():
     import importlib
 
-    migration = importlib.import_module("compliance.migrations.0006_identity_hashes")
+    migration = importlib.import_module("compliance.migrations.0005_identity_hashes")
     subject = SubjectFactory(identities={"email": "before@example.com"})
     SubjectIdentity.objects.filter(subject=subject).update(
         value_sha256="", value_sha1="", value_md5=""

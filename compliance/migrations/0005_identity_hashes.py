@@ -31,7 +31,7 @@ def fill_digests(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("compliance", "0003_retention"),
+        ("compliance", "0004_retention"),
     ]
 
     operations = [

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compliance', '0004_answer_flags'),
+        ('compliance', '0003_answer_flags'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
