@@ -24,7 +24,7 @@ from tests.dsar.support import (
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 BIG_SOURCES = 4
-LINES_PER_SOURCE = 4_000
+LINES_PER_SOURCE = 12_000
 
 
 def big_jsonl_sources(estate, tmp_path) -> list[LogSource]:
@@ -101,7 +101,7 @@ def test_a_worker_killed_mid_erasure_is_replaced_and_the_request_completes(
 
     finished = wait_until(
         done,
-        timeout=60,
+        timeout=180,
         what="the erasure to complete",
         explain=lambda: explain_request(dsr.pk, workers),
     )
