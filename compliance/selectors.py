@@ -60,3 +60,11 @@ def subject_find_by_hashed_identity(
         identity_type=identity_type, hash_format=hash_format, digest=digest
     )
     return identity.subject if identity else None
+
+
+def conversations_visible(*, client) -> QuerySet[Conversation]:
+    """Conversations an API client may read: its own system's if it is bound to one."""
+    queryset = Conversation.objects.select_related("system", "disclosure")
+    if client.system_id is not None:
+        queryset = queryset.filter(system_id=client.system_id)
+    return queryset

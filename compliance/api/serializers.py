@@ -137,3 +137,39 @@ class SubjectLookupSerializer(StrictSerializer):
     identity = serializers.CharField(
         max_length=400, help_text="type:value, e.g. email:ana@example.com or customer_id:C-1"
     )
+
+
+class MessageOutSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField()
+    role = serializers.CharField()
+    text = serializers.CharField()
+    sent_at = serializers.DateTimeField()
+
+
+class ConversationOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    system = serializers.CharField(source="system.slug")
+    conversation_id = serializers.CharField(source="external_id")
+    subject = serializers.UUIDField(source="subject_id", allow_null=True)
+    started_at = serializers.DateTimeField()
+    disclosure_version = serializers.IntegerField(
+        source="disclosure.version", allow_null=True, default=None
+    )
+    disclosure_shown_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ConversationDetailSerializer(ConversationOutSerializer):
+    messages = MessageOutSerializer(many=True)
+
+
+class LogSourceOutSerializer(serializers.Serializer):
+    """A log source as other services may see it: never its configuration, which may hold
+    a connection string."""
+
+    id = serializers.IntegerField()
+    system = serializers.CharField(source="system.slug")
+    name = serializers.CharField()
+    connector = serializers.CharField()
+    enabled = serializers.BooleanField()
+    created_at = serializers.DateTimeField()

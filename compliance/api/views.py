@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,15 +13,19 @@ from compliance.api.errors import error_body
 from compliance.api.pagination import CursorPagination
 from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import (
+    ConversationDetailSerializer,
+    ConversationOutSerializer,
     IngestBatchSerializer,
     IngestResultSerializer,
+    LogSourceOutSerializer,
     SubjectCreateSerializer,
     SubjectLookupSerializer,
     SubjectOutSerializer,
 )
 from compliance.identities import InvalidIdentity, normalize_identity, parse_identity_ref
 from compliance.ingest import conversations_ingest
-from compliance.selectors import subject_find_by_identity, subject_list
+from compliance.models import LogSource
+from compliance.selectors import conversations_visible, subject_find_by_identity, subject_list
 from compliance.services import subject_create
 from integrations.idempotency import idempotent
 
@@ -63,7 +67,30 @@ INGEST_EXAMPLE = {
 
 
 class ConversationIngestView(APIView):
-    required_scopes = ["logs:write"]
+    scopes_by_method = {"POST": ["logs:write"], "GET": ["logs:read"]}
+    pagination_class = CursorPagination
+
+    @extend_schema(
+        operation_id="conversations_list",
+        summary="List conversations in the built-in log store",
+        description="Newest first. A client bound to a system sees only that system's.",
+        parameters=[
+            OpenApiParameter("subject", OpenApiTypes.UUID, description="Only this subject's."),
+            OpenApiParameter("system", OpenApiTypes.STR, description="Only this system's slug."),
+        ],
+        responses=ConversationOutSerializer(many=True),
+    )
+    def get(self, request):
+        queryset = conversations_visible(client=request.user)
+        form = ConversationFilterSerializer(data=request.query_params)
+        form.is_valid(raise_exception=True)
+        if form.validated_data.get("subject"):
+            queryset = queryset.filter(subject_id=form.validated_data["subject"])
+        if form.validated_data.get("system"):
+            queryset = queryset.filter(system__slug=form.validated_data["system"])
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(ConversationOutSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="conversations_ingest",
@@ -182,6 +209,45 @@ class SubjectDetailView(APIView):
     def get(self, request, subject_id):
         subject = get_object_or_404(subject_list(), pk=subject_id)
         return Response(SubjectOutSerializer(subject).data)
+
+
+class ConversationFilterSerializer(serializers.Serializer):
+    subject = serializers.UUIDField(required=False)
+    system = serializers.SlugField(required=False, max_length=50)
+
+
+class ConversationDetailView(APIView):
+    required_scopes = ["logs:read"]
+
+    @extend_schema(
+        operation_id="conversations_retrieve",
+        summary="One conversation with its messages",
+        responses={200: ConversationDetailSerializer, 404: ErrorResponseSerializer},
+    )
+    def get(self, request, conversation_id):
+        conversation = get_object_or_404(
+            conversations_visible(client=request.user).prefetch_related("messages"),
+            pk=conversation_id,
+        )
+        return Response(ConversationDetailSerializer(conversation).data)
+
+
+class LogSourceListView(APIView):
+    required_scopes = ["sources:read"]
+    pagination_class = CursorPagination
+
+    @extend_schema(
+        operation_id="sources_list",
+        summary="The log sources a DPO configured (read-only, without their settings)",
+        responses=LogSourceOutSerializer(many=True),
+    )
+    def get(self, request):
+        queryset = LogSource.objects.select_related("system")
+        if request.user.system_id is not None:
+            queryset = queryset.filter(system_id=request.user.system_id)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(LogSourceOutSerializer(page, many=True).data)
 
 
 class SubjectLookupView(APIView):

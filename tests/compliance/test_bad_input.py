@@ -475,7 +475,6 @@ def test_a_bad_or_unknown_subject_id_is_a_json_404(api, subject_id):
         ("PUT", INGEST),
         ("PATCH", INGEST),
         ("DELETE", INGEST),
-        ("GET", INGEST),
         ("PUT", SUBJECTS),
         ("DELETE", SUBJECTS),
         ("GET", LOOKUP),
