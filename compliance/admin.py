@@ -259,6 +259,9 @@ class LogSourceAdmin(SystemScopedAdminMixin, admin.ModelAdmin):
         retention_admin.warn_sources_without_policy(request, within=self.get_queryset(request))
         return super().changelist_view(request, extra_context)
 
+    def save_model(self, request, obj, form, change):
+        services.log_source_save(source=obj, actor=actor_for(request), created=not change)
+
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):

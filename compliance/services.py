@@ -19,6 +19,7 @@ from compliance.models import (
     DataSubject,
     IdentityType,
     Jurisdiction,
+    LogSource,
     SubjectIdentity,
     System,
 )
@@ -223,6 +224,25 @@ def system_save(*, system: System, actor: str, created: bool) -> System:
             detail={"slug": system.slug},
         )
     return system
+
+
+def log_source_save(*, source: LogSource, actor: str, created: bool) -> LogSource:
+    """Save a log source a DPO configured. The audit event names the connector and the
+    settings' keys, never their values: a connection string may hold a password."""
+    with transaction.atomic():
+        source.save()
+        audit_record(
+            actor=actor,
+            action="log_source.created" if created else "log_source.updated",
+            target=source,
+            detail={
+                "system": source.system.slug,
+                "connector": source.connector,
+                "enabled": source.enabled,
+                "config_keys": sorted(source.config or {}),
+            },
+        )
+    return source
 
 
 def disclosure_publish(*, system: System, text: str, actor: str) -> AIDisclosure:

@@ -10,7 +10,6 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiExample,
     OpenApiParameter,
     extend_schema,
     extend_schema_field,
@@ -26,7 +25,7 @@ from compliance.identities import InvalidIdentity, parse_identity_ref
 from compliance.models import DataSubject, Jurisdiction
 from compliance.selectors import subject_find_by_identity
 from compliance.services import ServiceError
-from consent import selectors, services
+from consent import api_examples, selectors, services
 from consent.gpc import gpc_signal
 from consent.models import ConsentAction, ConsentEvent, ConsentSource, Purpose
 from consent.receipts import ReceiptSigningUnavailable, receipt_issue
@@ -206,6 +205,7 @@ class ConsentCheckView(APIView):
 
     @extend_schema(
         operation_id="consent_check",
+        examples=api_examples.CHECK,
         summary="May this customer's data be used for this purpose?",
         description=(
             "Answers from the subject's restriction, refusals, opt-outs (and GPC signal), "
@@ -240,18 +240,7 @@ class ConsentCheckView(APIView):
         request=CheckBatchSerializer,
         parameters=[GPC_HEADER],
         responses={200: BatchResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
-        examples=[
-            OpenApiExample(
-                "Two checks",
-                request_only=True,
-                value={
-                    "checks": [
-                        {"subject": "customer_id:C-1001", "purpose": "conversation-logging"},
-                        {"subject": "email:ana@example.com", "purpose": "marketing"},
-                    ]
-                },
-            )
-        ],
+        examples=api_examples.CHECK_BATCH,
     )
     def post(self, request):
         gpc_header = gpc_signal(request)
@@ -380,20 +369,7 @@ class ConsentEventCreateView(APIView):
             400: ErrorSerializer,
             404: ErrorSerializer,
         },
-        examples=[
-            OpenApiExample(
-                "A withdrawal in the chat widget",
-                request_only=True,
-                value={
-                    "subject": "customer_id:C-1001",
-                    "purpose": "marketing",
-                    "action": "withdraw",
-                    "source": "plugin",
-                    "notice_version": 1,
-                    "evidence": {"collection_point": "chat-widget"},
-                },
-            )
-        ],
+        examples=api_examples.EVENTS_CREATE,
     )
     def post(self, request):
         gpc_header = gpc_signal(request)
@@ -457,6 +433,7 @@ class SubjectConsentsView(APIView):
 
     @extend_schema(
         operation_id="subjects_consents",
+        examples=api_examples.SUBJECT_CONSENTS,
         summary="A subject's consents: the current answer per purpose and the full history",
         parameters=[GPC_HEADER],
         responses={200: SubjectConsentsOutSerializer, 404: ErrorSerializer},
@@ -530,6 +507,7 @@ class PurposeListView(APIView):
 
     @extend_schema(
         operation_id="consent_purposes_list",
+        examples=api_examples.PURPOSES_LIST,
         summary="The purposes customers can allow or refuse, with their current notice",
         responses=PurposeOutSerializer(many=True),
     )
@@ -552,6 +530,7 @@ class ConsentReceiptView(APIView):
 
     @extend_schema(
         operation_id="consent_receipts_retrieve",
+        examples=api_examples.RECEIPT,
         summary="The signed Kantara Consent Receipt v1.1 of one consent event",
         description="Verify `jwt` with the key of id `kid` published at /.well-known/jwks.json.",
         responses={200: ReceiptOutSerializer, 404: ErrorSerializer, 503: ErrorSerializer},

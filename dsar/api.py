@@ -21,7 +21,7 @@ from compliance.api.pagination import CursorPagination
 from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import IdentitiesSerializer, StrictSerializer
 from compliance.models import IdentityType
-from dsar import services
+from dsar import api_examples, services
 from dsar.links import (
     LinkInvalid,
     certificate_check,
@@ -191,6 +191,7 @@ class RequestListCreateView(APIView):
 
     @extend_schema(
         operation_id="requests_create",
+        examples=api_examples.REQUESTS_CREATE,
         summary="File a data subject request",
         description=(
             "Access, portability, erasure, rectification, restriction, objection, opt-out of "
@@ -227,6 +228,7 @@ class RequestListCreateView(APIView):
 
     @extend_schema(
         operation_id="requests_list",
+        examples=api_examples.REQUESTS_LIST,
         summary="List the requests this client may see",
         responses=RequestOutSerializer(many=True),
     )
@@ -248,6 +250,7 @@ class RequestDetailView(APIView):
 
     @extend_schema(
         operation_id="requests_retrieve",
+        examples=api_examples.REQUEST_RETRIEVE,
         summary="State, progress and deadline of a request",
         responses={200: RequestOutSerializer, 404: ErrorResponseSerializer},
     )
@@ -260,6 +263,7 @@ class RequestCancelView(APIView):
 
     @extend_schema(
         operation_id="requests_cancel",
+        examples=api_examples.REQUEST_CANCEL,
         summary="Cancel a request that has not started",
         request=None,
         responses={
@@ -280,6 +284,7 @@ class RequestVerifyView(APIView):
 
     @extend_schema(
         operation_id="requests_verify",
+        examples=api_examples.REQUEST_VERIFY,
         summary="Verify a request with the code emailed to the subject",
         request=CodeInSerializer,
         responses={
@@ -385,6 +390,7 @@ class RequestCertificateView(APIView):
 
     @extend_schema(
         operation_id="requests_certificate",
+        examples=api_examples.CERTIFICATE,
         summary="The certificate of erasure (JSON, or a readable page with as=html)",
         parameters=[
             TOKEN_PARAMETER,

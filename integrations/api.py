@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +15,7 @@ from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import StrictSerializer
 from compliance.models import System
 from compliance.services import ForbiddenError, ServiceError
+from integrations import api_examples
 from integrations.events import EVENT_TYPES
 from integrations.idempotency import idempotent
 from integrations.models import WebhookSubscription
@@ -72,20 +73,13 @@ class EventTypeSerializer(serializers.Serializer):
     )
 
 
-CREATE_EXAMPLE = {
-    "system": "shop-assistant",
-    "target_url": "https://crm.example.com/hooks/privacy",
-    "event_types": ["erasure.requested", "consent.changed"],
-    "description": "CRM erases and updates marketing flags",
-}
-
-
 class WebhookListCreateView(APIView):
     required_scopes = ["webhooks:manage"]
     pagination_class = CursorPagination
 
     @extend_schema(
         operation_id="webhooks_list",
+        examples=api_examples.WEBHOOKS_LIST,
         summary="List webhook subscriptions",
         responses=WebhookOutSerializer(many=True),
     )
@@ -106,7 +100,7 @@ class WebhookListCreateView(APIView):
         ),
         request=WebhookCreateSerializer,
         responses={201: WebhookCreatedSerializer, 400: ErrorResponseSerializer},
-        examples=[OpenApiExample("Erasures and consents", value=CREATE_EXAMPLE, request_only=True)],
+        examples=api_examples.WEBHOOKS_CREATE,
     )
     @idempotent
     def post(self, request):
@@ -143,6 +137,7 @@ class WebhookDetailView(APIView):
 
     @extend_schema(
         operation_id="webhooks_retrieve",
+        examples=api_examples.WEBHOOK_RETRIEVE,
         summary="One webhook subscription",
         responses={200: WebhookOutSerializer, 404: ErrorResponseSerializer},
     )
@@ -167,6 +162,7 @@ class WebhookEventTypesView(APIView):
 
     @extend_schema(
         operation_id="webhooks_event_types",
+        examples=api_examples.EVENT_TYPES_LIST,
         summary="The event types a subscription can name",
         responses=EventTypeSerializer(many=True),
     )

@@ -9,6 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.api import examples
 from compliance.api.errors import error_body
 from compliance.api.pagination import CursorPagination
 from compliance.api.schema import ErrorResponseSerializer
@@ -72,6 +73,7 @@ class ConversationIngestView(APIView):
 
     @extend_schema(
         operation_id="conversations_list",
+        examples=examples.CONVERSATIONS_LIST,
         summary="List conversations in the built-in log store",
         description="Newest first. A client bound to a system sees only that system's.",
         parameters=[
@@ -109,7 +111,10 @@ class ConversationIngestView(APIView):
             400: ErrorResponseSerializer,
             403: ErrorResponseSerializer,
         },
-        examples=[OpenApiExample("A batch of one", value=INGEST_EXAMPLE, request_only=True)],
+        examples=[
+            OpenApiExample("A batch of one", value=INGEST_EXAMPLE, request_only=True),
+            *examples.CONVERSATIONS_INGEST,
+        ],
     )
     @idempotent
     def post(self, request):
@@ -152,6 +157,7 @@ class SubjectListCreateView(APIView):
 
     @extend_schema(
         operation_id="subjects_list",
+        examples=examples.SUBJECTS_LIST,
         summary="List data subjects",
         parameters=IDENTITY_FILTERS,
         responses=SubjectOutSerializer(many=True),
@@ -176,6 +182,7 @@ class SubjectListCreateView(APIView):
 
     @extend_schema(
         operation_id="subjects_create",
+        examples=examples.SUBJECTS_CREATE,
         summary="Register a data subject",
         request=SubjectCreateSerializer,
         responses={
@@ -203,6 +210,7 @@ class SubjectDetailView(APIView):
 
     @extend_schema(
         operation_id="subjects_retrieve",
+        examples=examples.SUBJECT_RETRIEVE,
         summary="One data subject",
         responses={200: SubjectOutSerializer, 404: ErrorResponseSerializer},
     )
@@ -221,6 +229,7 @@ class ConversationDetailView(APIView):
 
     @extend_schema(
         operation_id="conversations_retrieve",
+        examples=examples.CONVERSATION_RETRIEVE,
         summary="One conversation with its messages",
         responses={200: ConversationDetailSerializer, 404: ErrorResponseSerializer},
     )
@@ -238,6 +247,7 @@ class LogSourceListView(APIView):
 
     @extend_schema(
         operation_id="sources_list",
+        examples=examples.SOURCES_LIST,
         summary="The log sources a DPO configured (read-only, without their settings)",
         responses=LogSourceOutSerializer(many=True),
     )
@@ -255,6 +265,7 @@ class SubjectLookupView(APIView):
 
     @extend_schema(
         operation_id="subjects_lookup",
+        examples=examples.SUBJECTS_LOOKUP,
         summary="Find a subject by an identity",
         request=SubjectLookupSerializer,
         responses={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -11,7 +12,14 @@ from django.db import connection
 
 from compliance.audit import audit_record
 from compliance.demo import seed_dpo
-from compliance.models import AIDisclosure, ApiClient, AuditEvent, DataSubject, System
+from compliance.models import (
+    AIDisclosure,
+    ApiClient,
+    AuditEvent,
+    DataSubject,
+    LogSource,
+    System,
+)
 from compliance.services import api_client_create, api_key_issue, disclosure_publish
 from tests.factories import (
     ConversationFactory,
@@ -299,3 +307,28 @@ def test_issuing_a_key_in_the_admin_shows_it_once_and_stores_its_digest(dpo, wor
     raw = shown[0].split("<code>")[1].split("</code>")[0]
     assert ApiClient.objects.get(pk=client.pk).keys.count() == 2
     assert not ApiClient.objects.get(pk=client.pk).keys.filter(digest=raw).exists()
+
+
+def test_a_log_source_configured_in_the_admin_is_audited_without_its_settings(dpo, world):
+    response = dpo.post(
+        "/admin/compliance/logsource/add/",
+        {
+            "system": world["system"].pk,
+            "name": "Chat files",
+            "connector": "jsonl",
+            "config": json.dumps(
+                {
+                    "path": "/srv/chat-logs/secret-folder",
+                    "subject_field": "customer.email",
+                    "identity_type": "email",
+                }
+            ),
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    source = LogSource.objects.get(name="Chat files")
+    event = AuditEvent.objects.get(action="log_source.created", target_id=str(source.pk))
+    assert event.detail["connector"] == "jsonl"
+    assert "path" in event.detail["config_keys"]
+    assert "secret-folder" not in str(event.detail)
