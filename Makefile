@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# With DATABASE_URL and CELERY_BROKER_URL set, the same demo runs on PostgreSQL and Redis.
+run: export COMPLIANCE_LOCAL_DEMO = $(if $(DATABASE_URL),true,false)
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0

@@ -56,13 +56,16 @@ def _int(name: str, default: int, *, minimum: int = 0) -> int:
 EMBEDDED = not os.environ.get("DATABASE_URL")
 DEBUG = _bool("DEBUG", False)
 TESTING = "pytest" in sys.modules or _bool("COMPLIANCE_TESTING", False)
+# `make run` on PostgreSQL and Redis (DATABASE_URL and CELERY_BROKER_URL set): a local demo
+# on plain HTTP, with the embedded mode's generated secret key and localhost host names.
+LOCAL_DEMO = _bool("COMPLIANCE_LOCAL_DEMO", False)
 
 
 def _secret_key() -> str:
     configured = os.environ.get("SECRET_KEY")
     if configured:
         return configured
-    if not EMBEDDED:
+    if not EMBEDDED and not LOCAL_DEMO:
         _fail("SECRET_KEY is required when DATABASE_URL is set (production mode).")
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     key_file = VAR_DIR / "secret_key"
@@ -78,7 +81,7 @@ SECRET_KEY = _secret_key()
 # request with 400 instead of refusing to start.
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
 if not ALLOWED_HOSTS:
-    if EMBEDDED or DEBUG:
+    if EMBEDDED or DEBUG or LOCAL_DEMO:
         ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
     else:
         _fail("ALLOWED_HOSTS is required when DATABASE_URL is set (comma-separated host names).")
@@ -266,7 +269,7 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-if not DEBUG and not EMBEDDED:
+if not DEBUG and not EMBEDDED and not LOCAL_DEMO:
     # Behind TLS in production; the embedded mode serves plain HTTP on localhost.
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -347,7 +350,7 @@ CONSENT_GPC_LAST_UPDATE = os.environ.get("CONSENT_GPC_LAST_UPDATE", "2026-11-27"
 CONSENT_RECEIPT_PRIVATE_KEY = os.environ.get("CONSENT_RECEIPT_PRIVATE_KEY", "").replace(
     "\\n", "\n"
 )
-CONSENT_RECEIPT_GENERATE_KEY = EMBEDDED or TESTING
+CONSENT_RECEIPT_GENERATE_KEY = EMBEDDED or TESTING or LOCAL_DEMO
 CONSENT_RECEIPT_KEY_FILE = VAR_DIR / "receipt_signing_key.pem"
 CONSENT_CONTROLLER = {
     "name": os.environ.get("CONSENT_CONTROLLER_NAME", "Example Retail Ltd"),
@@ -556,7 +559,7 @@ INSTALLED_APPS += ["integrations.opendsr"]
 # OPENDSR_KEY_DIR. Without them the OpenDSR endpoints answer 503; nothing else is affected.
 OPENDSR_PRIVATE_KEY = os.environ.get("OPENDSR_PRIVATE_KEY", "").replace("\\n", "\n")
 OPENDSR_CERTIFICATE = os.environ.get("OPENDSR_CERTIFICATE", "").replace("\\n", "\n")
-OPENDSR_GENERATE_CERTIFICATE = EMBEDDED or TESTING
+OPENDSR_GENERATE_CERTIFICATE = EMBEDDED or TESTING or LOCAL_DEMO
 OPENDSR_KEY_DIR = VAR_DIR / "private" / "opendsr"
 # X-OpenDSR-Processor-Domain: the domain the certificate is issued to and requests arrive on.
 # Empty: the host of DSAR_PUBLIC_BASE_URL, else "localhost".
@@ -575,7 +578,7 @@ CELERY_BEAT_SCHEDULE["opendsr-callbacks-dispatch-due"] = {
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
-    if EMBEDDED
+    if EMBEDDED or LOCAL_DEMO
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 if os.environ.get("EMAIL_URL"):

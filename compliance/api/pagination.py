@@ -22,3 +22,13 @@ class CursorPagination(pagination.CursorPagination):
             # field's validation inside the query. That is the caller's mistake, a 404 like
             # any other unreadable cursor, not a 500.
             raise NotFound(self.invalid_cursor_message) from None
+
+    def get_paginated_response_schema(self, schema):
+        # The schema's example links, as a first page answers them.
+        described = super().get_paginated_response_schema(schema)
+        described["properties"]["next"]["example"] = (
+            "https://privacy.example.com/api/v1/subjects/?cursor=cD0yMDI2LTExLTI3"
+        )
+        described["properties"]["previous"]["example"] = None
+        return described
+

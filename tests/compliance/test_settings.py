@@ -252,3 +252,16 @@ def test_two_embedded_installations_get_different_secret_keys(tmp_path):
     two = _settings(_env(tmp_path / "two"), "SECRET_KEY")["SECRET_KEY"]
 
     assert one != two
+
+
+def test_the_local_demo_on_postgresql_needs_no_secret_key_or_host_names(tmp_path):
+    # What `make run` sets when DATABASE_URL is given: plain HTTP on localhost.
+    env = _production(tmp_path, SECRET_KEY=None, ALLOWED_HOSTS=None, COMPLIANCE_LOCAL_DEMO="true")
+    values = _settings(env, "EMBEDDED", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE", "SECRET_KEY")
+    assert values["EMBEDDED"] is False
+    assert "localhost" in values["ALLOWED_HOSTS"]
+    assert values["SESSION_COOKIE_SECURE"] is False
+    assert values["SECRET_KEY"] == (tmp_path / "var" / "secret_key").read_text().strip()
+    # Without the demo switch the same environment is production and refuses to start.
+    env.pop("COMPLIANCE_LOCAL_DEMO")
+    _assert_refused_naming(_manage_check(env), "SECRET_KEY")

@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, allow_production, **options):
         from compliance import demo
 
-        if not settings.EMBEDDED and not settings.DEBUG and not allow_production:
+        if not (settings.EMBEDDED or settings.LOCAL_DEMO or settings.DEBUG or allow_production):
             raise CommandError(
                 "seed_demo creates a superuser with a known password; it runs "
                 "only in embedded mode, with DEBUG=true, or with "
