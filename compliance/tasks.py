@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
+from compliance.dispatch import task_publish
 from compliance.models import RetentionRunStatus
 from compliance.retention import retention_run_dispatch, retention_run_execute, retention_runs_due
 
@@ -19,8 +20,8 @@ def retention_run_execute_task(run_id: int) -> None:
     if run.status in (RetentionRunStatus.PENDING, RetentionRunStatus.RUNNING):
         # A source is still held by a worker that may have died: look again once its lease
         # has run out, when this task may take the source over and resume it.
-        retention_run_execute_task.apply_async(
-            (run_id,), countdown=settings.RETENTION_LEASE_SECONDS
+        task_publish(
+            retention_run_execute_task, [run_id], countdown=settings.RETENTION_LEASE_SECONDS
         )
 
 

@@ -4,30 +4,11 @@ and the watchdog sends them again when it answers."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from django.db import transaction
 
-logger = logging.getLogger(__name__)
-
-RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
-
-
-def _publish(task, args: list, countdown: float | None = None) -> bool:
-    try:
-        # One quick retry (it replaces a pooled connection the broker dropped, e.g. after a
-        # restart), no more: a dead broker must not hold up an API answer or a worker; the
-        # row in the database is what guarantees the work gets done.
-        task.apply_async(args=args, countdown=countdown, retry=True, retry_policy=RETRY_POLICY)
-    except Exception as exc:  # any broker failure: the watchdog resends
-        logger.warning(
-            "could not publish %s (%s); the watchdog will resend it",
-            task.name,
-            exc.__class__.__name__,
-        )
-        return False
-    return True
+from compliance.dispatch import task_publish
 
 
 def send_source_tasks(task_ids: Iterable[int], *, countdown: float | None = None) -> None:
@@ -39,7 +20,7 @@ def send_source_tasks(task_ids: Iterable[int], *, countdown: float | None = None
         from dsar.tasks import run_source_task
 
         for task_id in ids:
-            _publish(run_source_task, [task_id], countdown)
+            task_publish(run_source_task, [task_id], countdown=countdown)
 
     transaction.on_commit(publish)
 
@@ -48,6 +29,6 @@ def send_finalize(request_id: object) -> None:
     def publish() -> None:
         from dsar.tasks import finalize_request
 
-        _publish(finalize_request, [str(request_id)])
+        task_publish(finalize_request, [str(request_id)])
 
     transaction.on_commit(publish)

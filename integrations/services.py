@@ -22,6 +22,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from compliance.audit import audit_record
+from compliance.dispatch import task_publish
 from compliance.models import System
 from compliance.services import ServiceError
 from integrations.events import EVENT_TYPES, personal_keys_in
@@ -233,10 +234,7 @@ def webhook_backoff_seconds(attempts: int) -> int:
 def _dispatch(delivery_id: int, countdown: int | None = None) -> None:
     from integrations.tasks import webhook_deliver_task
 
-    if countdown:
-        webhook_deliver_task.apply_async((delivery_id,), countdown=countdown)
-    else:
-        webhook_deliver_task.delay(delivery_id)
+    task_publish(webhook_deliver_task, [delivery_id], countdown=countdown)
 
 
 def _dispatch_lane_head(*, subscription_id, ordering_key: str) -> None:
@@ -353,6 +351,16 @@ def webhook_deliver(*, delivery_id: int) -> str:
         return "lease_lost"
 
 
+def outbox_retryable(now) -> Q:
+    """Outbox rows (webhook deliveries, OpenDSR callbacks) a person may send again now:
+    failed ones, and pending ones that no worker holds or whose backoff is over."""
+    return (
+        Q(status=DeliveryStatus.FAILED)
+        | Q(status=DeliveryStatus.PENDING, lease_token__isnull=True)
+        | Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+    )
+
+
 def webhook_delivery_retry(*, delivery: WebhookDelivery, actor: str) -> bool:
     """Send a pending or failed delivery now, out of its backoff. Returns False when it is
     delivered, cancelled or being sent right now."""
@@ -360,11 +368,7 @@ def webhook_delivery_retry(*, delivery: WebhookDelivery, actor: str) -> bool:
     with transaction.atomic():
         updated = (
             WebhookDelivery.objects.filter(pk=delivery.pk)
-            .filter(
-                Q(status=DeliveryStatus.FAILED)
-                | Q(status=DeliveryStatus.PENDING, lease_token__isnull=True)
-                | Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            )
+            .filter(outbox_retryable(now))
             .update(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_token=None)
         )
         if not updated:

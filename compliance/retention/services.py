@@ -17,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from compliance.audit import audit_record
+from compliance.dispatch import task_publish_on_commit
 from compliance.models import (
     RETENTION_MAX_DAYS,
     RETENTION_MIN_DAYS,
@@ -441,7 +442,7 @@ def retention_run_dispatch(*, run_id: int) -> None:
     outside one), so the worker never looks for a run that is not there yet."""
     from compliance.tasks import retention_run_execute_task
 
-    transaction.on_commit(lambda: retention_run_execute_task.delay(run_id))
+    task_publish_on_commit(retention_run_execute_task, [run_id])
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,17 @@ that module files requests through ``dsar.services`` and would make an import cy
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max
 from django.utils import timezone
 
 from compliance.audit import audit_record
+from compliance.dispatch import task_publish
 from dsar.links import download_url
 from dsar.models import EXPORT_TYPES, DataSubjectRequest, RequestStatus
 from integrations.models import DeliveryStatus
@@ -35,10 +35,8 @@ from integrations.opendsr.selectors import (
     opendsr_callbacks_earlier_pending,
 )
 from integrations.opendsr.signing import SigningUnavailable, processor_domain, signature_headers
-from integrations.services import webhook_backoff_seconds
+from integrations.services import outbox_retryable, webhook_backoff_seconds
 from integrations.transport import SendResult, webhook_send
-
-logger = logging.getLogger(__name__)
 
 S = RequestStatus
 D = OpenDsrStatus
@@ -117,13 +115,7 @@ def status_body(
 def _dispatch(callback_id: int, countdown: int | None = None) -> None:
     from integrations.opendsr.tasks import opendsr_callback_deliver_task
 
-    try:
-        if countdown:
-            opendsr_callback_deliver_task.apply_async((callback_id,), countdown=countdown)
-        else:
-            opendsr_callback_deliver_task.delay(callback_id)
-    except Exception:  # the change is committed; the periodic sweep sends it later
-        logger.warning("OpenDSR callback %s not queued; the sweep will send it.", callback_id)
+    task_publish(opendsr_callback_deliver_task, [callback_id], countdown=countdown)
 
 
 def _write(link: OpenDsrRequest, *, dsr: DataSubjectRequest, status: str) -> list[OpenDsrCallback]:
@@ -290,11 +282,7 @@ def opendsr_callback_retry(*, callback: OpenDsrCallback, actor: str) -> bool:
     with transaction.atomic():
         updated = (
             OpenDsrCallback.objects.filter(pk=callback.pk)
-            .filter(
-                Q(status=DeliveryStatus.FAILED)
-                | Q(status=DeliveryStatus.PENDING, lease_token__isnull=True)
-                | Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            )
+            .filter(outbox_retryable(now))
             .update(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_token=None)
         )
         if not updated:

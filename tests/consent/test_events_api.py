@@ -113,7 +113,7 @@ def test_an_opt_out_needs_no_verified_identity(writer, purposes, ca_customer):
 # --- refused, and nothing written ------------------------------------------------------------
 
 
-def refused(api, status: int, **body) -> dict:
+def assert_refused(api, status: int, **body) -> dict:
     before = consent_rows()
     error = assert_error(post(api, **body), status)
     assert consent_rows() == before
@@ -121,12 +121,12 @@ def refused(api, status: int, **body) -> dict:
 
 
 def test_a_withdrawal_for_a_subject_that_does_not_exist_is_a_404(writer, purposes):
-    error = refused(
+    error = assert_refused(
         writer, 404, subject="email:ghost@example.com", purpose="marketing", action="withdraw"
     )
     assert "No data subject has this identity" in error["message"]
     assert "ghost@example.com" not in str(error)
-    refused(
+    assert_refused(
         writer,
         404,
         subject_id="00000000-0000-4000-8000-000000000000",
@@ -136,12 +136,14 @@ def test_a_withdrawal_for_a_subject_that_does_not_exist_is_a_404(writer, purpose
 
 
 def test_an_unknown_purpose_is_a_404(writer, purposes, eu_customer):
-    error = refused(writer, 404, subject="customer_id:EU-1", purpose="nope", action="grant")
+    error = assert_refused(writer, 404, subject="customer_id:EU-1", purpose="nope", action="grant")
     assert error["errors"][0]["field"] == "purpose"
 
 
 def test_a_malformed_identity_is_a_400(writer, purposes, eu_customer):
-    error = refused(writer, 400, subject="email:not-an-email", purpose="marketing", action="grant")
+    error = assert_refused(
+        writer, 400, subject="email:not-an-email", purpose="marketing", action="grant"
+    )
     assert error["errors"][0]["field"] == "subject"
 
 
@@ -149,12 +151,14 @@ def test_a_malformed_identity_is_a_400(writer, purposes, eu_customer):
 def test_a_purpose_that_is_necessary_takes_no_consent_events(
     writer, purposes, eu_customer, purpose
 ):
-    error = refused(writer, 400, subject="customer_id:EU-1", purpose=purpose, action="withdraw")
+    error = assert_refused(
+        writer, 400, subject="customer_id:EU-1", purpose=purpose, action="withdraw"
+    )
     assert "cannot be granted, withdrawn" in error["message"]
 
 
 def test_an_unknown_notice_version_is_a_400(writer, purposes, eu_customer):
-    error = refused(
+    error = assert_refused(
         writer,
         400,
         subject="customer_id:EU-1",
@@ -179,7 +183,7 @@ def test_an_unknown_notice_version_is_a_400(writer, purposes, eu_customer):
     ],
 )
 def test_bad_input_is_a_400_that_writes_nothing(writer, purposes, eu_customer, body):
-    refused(
+    assert_refused(
         writer,
         400,
         **{"subject": "customer_id:EU-1", "purpose": "marketing", "action": "grant", **body},
@@ -188,4 +192,4 @@ def test_bad_input_is_a_400_that_writes_nothing(writer, purposes, eu_customer, b
 
 def test_a_key_without_consent_write_is_refused(make_api, purposes, eu_customer):
     for api in (make_api("consent:read"), make_api("logs:write")):
-        refused(api, 403, subject="customer_id:EU-1", purpose="marketing", action="grant")
+        assert_refused(api, 403, subject="customer_id:EU-1", purpose="marketing", action="grant")
