@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from compliance.models import DataSubject, IdentityType
+from compliance.models import DataSubject, IdentityType, LogSource
 from compliance.portal.forms import CodeForm
 from compliance.portal.services import portal_identity_parse
 from compliance.portal.session import REQUESTS_KEY, portal_subject
@@ -144,27 +144,15 @@ def _identity_for(subject: DataSubject) -> dict[str, str]:
 
 
 def _holds_for(subject: DataSubject | None) -> list[dict]:
-    """Active legal holds that would keep some of this subject's data on erasure
-    (GDPR Art. 17(3)), named by their legal exception: told before confirming."""
+    """What an erasure would keep under a legal hold (GDPR Art. 17(3)), named by its legal
+    exception: told before confirming. The same answer the erasure itself will act on."""
     if subject is None:
         return []
-    from compliance.retention.selectors import holds_active
+    from compliance.retention.selectors import held_sources_for_subject
 
-    systems = subject.conversations.values("system_id")
-    holds = (
-        holds_active()
-        .filter(
-            Q(subject=subject)
-            | Q(subject__isnull=True, system_id__in=systems)
-            | Q(subject__isnull=True, source__system_id__in=systems)
-        )
-        .select_related("system", "source__system")
-    )
-    found = []
-    for hold in holds:
-        system = hold.system or (hold.source.system if hold.source_id else None)
-        found.append({"reason": hold.get_reason_display(), "system": system.name if system else ""})
-    return found
+    held = held_sources_for_subject(subject=subject)
+    sources = LogSource.objects.filter(pk__in=held).select_related("system").order_by("pk")
+    return [{"reason": held[source.pk], "system": source.system.name} for source in sources]
 
 
 @require_safe

@@ -108,6 +108,15 @@ def test_an_erasure_says_what_is_kept_before_it_is_confirmed(ana_client, ana, so
     assert_safe_and_accessible(response)
 
 
+def test_a_hold_on_a_log_source_is_named_with_its_system_before_confirming(
+    ana_client, ana, source
+):
+    LegalHoldFactory(source=source, reason="legal_obligation")
+    page = _file(ana_client, type="erasure").content.decode()
+    assert f"Your conversations with {source.system.name}" in page
+    assert "17(3)(b)" in page
+
+
 def test_a_confirmed_erasure_ends_with_a_certificate_the_customer_can_still_reach(
     ana_client, ana, source
 ):
