@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.api.errors import error_body
-from compliance.api.pagination import CursorPagination
+from compliance.api.pagination import CursorPagination, paginated_response
 from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import IdentitiesSerializer, StrictSerializer
 from compliance.models import IdentityType
@@ -234,10 +234,11 @@ class RequestListCreateView(APIView):
     )
     def get(self, request):
         queryset = requests_visible_to(request.user)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(
-            RequestOutSerializer(map(_out, page), many=True).data
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=queryset,
+            serialize=lambda page: RequestOutSerializer(map(_out, page), many=True).data,
         )
 
 

@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from compliance.api.pagination import CursorPagination
+from compliance.api.pagination import CursorPagination, paginated_response
 from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import StrictSerializer
 from compliance.models import System
@@ -84,11 +84,12 @@ class WebhookListCreateView(APIView):
         responses=WebhookOutSerializer(many=True),
     )
     def get(self, request):
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(
-            subscriptions_visible_to(request.user), request, view=self
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=subscriptions_visible_to(request.user),
+            serialize=lambda page: WebhookOutSerializer(page, many=True).data,
         )
-        return paginator.get_paginated_response(WebhookOutSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="webhooks_create",

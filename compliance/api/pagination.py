@@ -32,3 +32,10 @@ class CursorPagination(pagination.CursorPagination):
         described["properties"]["previous"]["example"] = None
         return described
 
+
+def paginated_response(*, view, request, queryset, serialize):
+    """One page of ``queryset`` as the view's paginator answers it; ``serialize`` turns the
+    page's rows into the output serializer's data."""
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serialize(page))

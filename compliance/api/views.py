@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from compliance.api import examples
 from compliance.api.errors import error_body
-from compliance.api.pagination import CursorPagination
+from compliance.api.pagination import CursorPagination, paginated_response
 from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import (
     ConversationDetailSerializer,
@@ -90,9 +90,12 @@ class ConversationIngestView(APIView):
             queryset = queryset.filter(subject_id=form.validated_data["subject"])
         if form.validated_data.get("system"):
             queryset = queryset.filter(system__slug=form.validated_data["system"])
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(ConversationOutSerializer(page, many=True).data)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=queryset,
+            serialize=lambda page: ConversationOutSerializer(page, many=True).data,
+        )
 
     @extend_schema(
         operation_id="conversations_ingest",
@@ -176,9 +179,12 @@ class SubjectListCreateView(APIView):
                         status=400,
                     )
                 queryset = queryset.filter(identities__type=name, identities__value=value)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(SubjectOutSerializer(page, many=True).data)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=queryset,
+            serialize=lambda page: SubjectOutSerializer(page, many=True).data,
+        )
 
     @extend_schema(
         operation_id="subjects_create",
@@ -255,9 +261,12 @@ class LogSourceListView(APIView):
         queryset = LogSource.objects.select_related("system")
         if request.user.system_id is not None:
             queryset = queryset.filter(system_id=request.user.system_id)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(LogSourceOutSerializer(page, many=True).data)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=queryset,
+            serialize=lambda page: LogSourceOutSerializer(page, many=True).data,
+        )
 
 
 class SubjectLookupView(APIView):
