@@ -4,9 +4,10 @@ withdrew, objected to or opted out of conversation logging (GDPR Art. 7(3), Art.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from uuid import UUID
 
 from compliance.ingest import ConversationIn
-from compliance.models import Conversation, DataSubject, Message, System
+from compliance.models import Conversation, Message, System
 from consent.models import CONVERSATION_LOGGING, ConsentState, ConsentStatus
 from consent.services import ingest_refusal_count
 
@@ -22,13 +23,13 @@ REASONS = {
 
 def conversation_logging_guard(
     items: list[ConversationIn],
-    subjects: list[DataSubject | None],
+    subjects: list[UUID | None],
     systems: dict[str, System],
 ) -> dict[int, str]:
     """Refuse the items of customers who said no to conversation logging. Re-sending a
     conversation that is already fully stored is not refused: it stores nothing new, and
     the ingest is idempotent by design."""
-    subject_ids = {s.pk for s in subjects if s is not None}
+    subject_ids = {s for s in subjects if s is not None}
     if not subject_ids:
         return {}
     refusing = dict(
@@ -38,7 +39,7 @@ def conversation_logging_guard(
     )
     if not refusing:
         return {}
-    flagged = [i for i, s in enumerate(subjects) if s is not None and s.pk in refusing]
+    flagged = [i for i, s in enumerate(subjects) if s is not None and s in refusing]
     keys = {(systems[items[i]["system"]].pk, items[i]["conversation_id"]) for i in flagged}
     stored = {
         (c.system_id, c.external_id): c.pk
@@ -60,7 +61,7 @@ def conversation_logging_guard(
             m["sequence"] not in sequences[conversation] for m in item["messages"]
         )
         if new_messages:
-            refused[i] = REASONS[ConsentStatus(refusing[subjects[i].pk])]
+            refused[i] = REASONS[ConsentStatus(refusing[subjects[i]])]
     for system_slug, count in Counter(items[i]["system"] for i in refused).items():
         ingest_refusal_count(system_slug=system_slug, count=count)
     return refused

@@ -260,3 +260,10 @@ def test_concurrent_batches_naming_one_new_customer_create_one_subject(shared_sy
     from compliance.audit import audit_verify
 
     assert audit_verify().intact
+
+
+def test_the_bulk_conversation_insert_names_every_column_of_the_model():
+    # _upsert_conversations writes rows by position: a column added to the model and not to
+    # CONVERSATION_COLUMNS would silently be left to its database default.
+    model_columns = {f.column for f in Conversation._meta.concrete_fields if not f.primary_key}
+    assert {name for name, _ in ingest.CONVERSATION_COLUMNS} == model_columns
