@@ -14,14 +14,20 @@ consent history for some of them, starts gunicorn with ``compliance.gunicorn_con
 that database and Redis, and drives it with ``wrk`` (``apt-get install -y wrk``), a C load
 generator that costs the 2-core machine far less CPU than a Python client would.
 
-Phases, each after a warm-up, at the same concurrency (the cache is pre-warmed with one batch
-check per 1,000 customers before phase 2, so it measures the steady state):
+Phases, each after a warm-up, at the same concurrency (the cache is pre-warmed before phase 2
+with one batch check per 1,000 customers and one GET check per customer, so it measures the
+steady state):
 
 1. ``GET /healthz``: the bare endpoint (Django, no database, no cache): the baseline.
 2. ``GET /api/v1/consent/check`` for random (customer, purpose) pairs out of 10,000 x 5,
    through the full stack: API key authentication, the request-rate throttle (on, with a
    limit too high to trigger), the subject lookup, the cached states.
 3. ``POST /api/v1/consent/check`` with batches of 1,000 random pairs: pairs per second.
+
+``--rounds N`` repeats phases 1 and 2 N times, alternating, and reports the median ratio, so
+a change of load on a shared machine weighs on both. ``--floor`` also measures a WSGI
+application that only returns a constant (``bench/constant_wsgi.py``) under the same
+gunicorn settings and load: the best p99 this machine gives at that concurrency.
 
 It prints requests/s, p50 and p99 of each and the ratio check/healthz, then stops gunicorn
 and drops the database (``--keep`` keeps it).
@@ -30,6 +36,7 @@ and drops the database (``--keep`` keeps it).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -41,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -134,6 +142,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate healthz and check N times (median)"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure a constant WSGI app under the same gunicorn settings",
+    )
     return parser.parse_args(argv)
 
 
@@ -292,11 +308,15 @@ def _seed(subjects: int) -> str:
 
 def _forget_cache() -> None:
     """Remove this run's keys from the shared Redis."""
-    from compliance.models import DataSubject
+    from compliance.models import DataSubject, SubjectIdentity
     from consent import cache
 
     ids = list(DataSubject.objects.values_list("id", flat=True))
     keys = [cache.generation_key(i) for i in ids] + [cache.state_key(i) for i in ids]
+    keys += [
+        cache.identity_key(cache.identity_digest(t, v))
+        for t, v in SubjectIdentity.objects.values_list("type", "value")
+    ]
     cache._cache().delete_many(keys)
 
 
@@ -309,12 +329,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
+def _start_gunicorn(
+    env: dict[str, str], port: int, app: str = "compliance.wsgi", cwd: Path = ROOT
+) -> subprocess.Popen:
     gunicorn = Path(sys.executable).parent / "gunicorn"
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [
             str(gunicorn),
-            "compliance.wsgi",
+            app,
             "--config",
             "python:compliance.gunicorn_conf",
             "--bind",
@@ -322,7 +345,7 @@ def _start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
             "--access-logfile",
             "/dev/null",
         ],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -383,8 +406,9 @@ def _phase(port, name, path, script, args, *, connections=None) -> dict:
 
 
 def _prewarm(port: int, raw_key: str, subjects: int, batch: int) -> float:
-    """Put every customer's states in the cache once (batches of ``batch`` pairs), so the
-    measured phases see the steady state rather than 10,000 first-time misses."""
+    """Put every customer's states in the cache once (batches of ``batch`` pairs), and every
+    customer's identity (one GET check each, 8 at a time), so the measured phases see the
+    steady state rather than 10,000 first-time misses."""
     started = time.monotonic()
     for first in range(0, subjects, batch):
         body = json.dumps(
@@ -402,7 +426,42 @@ def _prewarm(port: int, raw_key: str, subjects: int, batch: int) -> float:
         )
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             assert response.status == 200
+
+    def check_each(first: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {raw_key}"}
+        for n in range(first, subjects, 8):
+            purpose = PURPOSES[n % len(PURPOSES)]
+            connection.request(
+                "GET",
+                f"/api/v1/consent/check?subject=customer_id:BENCH-{n}&purpose={purpose}",
+                headers=headers,
+            )
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+        connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(check_each, range(8)))
     return time.monotonic() - started
+
+
+def _floor(env: dict[str, str], args) -> dict:
+    """A WSGI app that returns a constant, under the same gunicorn settings and wrk load."""
+    port = _free_port()
+    process = _start_gunicorn(
+        env, port, app="constant_wsgi:application", cwd=Path(__file__).resolve().parent
+    )
+    try:
+        return _phase(port, "constant", "/healthz", "", args)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def _line(name: str, r: dict, unit: float = 1.0, label: str = "req/s") -> str:
@@ -439,15 +498,28 @@ def main(argv: list[str] | None = None) -> int:
             "key": raw_key,
             "batch": args.batch,
         }
+        from compliance import gunicorn_conf
+
         print(
-            f"gunicorn ({env.get('WEB_CONCURRENCY', '3')} workers x "
-            f"{env.get('WEB_THREADS', '4')} threads) on 127.0.0.1:{port}; wrk -t{args.wrk_threads} "
-            f"-c{args.connections}, {args.duration} s per phase after {args.warmup} s warm-up"
+            f"gunicorn ({gunicorn_conf.workers} workers x {gunicorn_conf.threads} threads, "
+            f"{gunicorn_conf.worker_class}) on 127.0.0.1:{port}; wrk -t{args.wrk_threads} "
+            f"-c{args.connections}, {args.duration} s per phase after {args.warmup} s warm-up; "
+            f"{_load()}"
         )
-        healthz = _phase(port, "healthz", "/healthz", "", args)
         seconds = _prewarm(port, raw_key, args.subjects, args.batch)
         print(f"cache pre-warmed for {args.subjects} customers in {seconds:.1f} s")
-        check = _phase(port, "check", "/api/v1/consent/check", CHECK_SCRIPT % values, args)
+        rounds = []
+        for number in range(1, args.rounds + 1):
+            healthz = _phase(port, "healthz", "/healthz", "", args)
+            check = _phase(port, "check", "/api/v1/consent/check", CHECK_SCRIPT % values, args)
+            rounds.append((healthz, check))
+            if args.rounds > 1:
+                print(
+                    f"round {number}: healthz {healthz['rps']:.0f} req/s "
+                    f"(p99 {healthz['p99_us'] / 1000:.1f} ms), check {check['rps']:.0f} req/s "
+                    f"(p99 {check['p99_us'] / 1000:.1f} ms), ratio "
+                    f"{check['rps'] / healthz['rps']:.2f}; {_load()}"
+                )
         batch = _phase(
             port,
             "batch",
@@ -456,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
             args,
             connections=args.batch_connections,
         )
+        floor = _floor(env, args) if args.floor else None
+        # The round with the median ratio is the one reported.
+        by_ratio = sorted(rounds, key=lambda r: r[1]["rps"] / r[0]["rps"])
+        healthz, check = by_ratio[len(rounds) // 2]
         ratio = check["rps"] / healthz["rps"]
         print()
         print(_line("GET /healthz", healthz))
@@ -464,10 +540,17 @@ def main(argv: list[str] | None = None) -> int:
             _line(f"POST check ({args.batch} pairs)", batch, unit=args.batch, label="pairs/s")
             + f"   ({batch['rps']:.1f} req/s, {args.batch_connections} clients)"
         )
-        print(f"check / healthz throughput: {ratio:.2f} (aim >= {AIM_RATIO})")
+        if floor is not None:
+            print(_line("constant WSGI app (floor)", floor))
+        ratios = " ".join(f"{c['rps'] / h['rps']:.2f}" for h, c in rounds)
+        print(
+            f"check / healthz throughput: {ratio:.2f} (aim >= {AIM_RATIO})"
+            + (f"; the median of the rounds' {ratios}" if len(rounds) > 1 else "")
+        )
         print(f"check p99: {check['p99_us'] / 1000:.2f} ms (aim < {AIM_P99_MS:.0f} ms)")
         met = ratio >= AIM_RATIO and check["p99_us"] / 1000 < AIM_P99_MS
         print("aims met" if met else "aims NOT met")
+        print(_load())
         _forget_cache()
         return 0
     finally:

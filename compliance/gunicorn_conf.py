@@ -3,6 +3,9 @@ may carry identities, which must never reach a log."""
 
 import os
 
+# For a 2-core machine: a thread waiting on Redis or PostgreSQL lets another one of its
+# worker run, and three workers keep both cores busy. Other layouts (2 x 8, 2 x 2, 4 x 2,
+# 1 x 16, ...) measured no better (bench/README.md, consent_check).
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))

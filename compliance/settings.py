@@ -338,6 +338,9 @@ SPECTACULAR_SETTINGS = {
 CONSENT_CACHE_ENABLED = bool(REDIS_URL) and _bool("CONSENT_CACHE_ENABLED", True)
 CONSENT_CACHE_ALIAS = "default"
 CONSENT_CACHE_TTL = _int("CONSENT_CACHE_TTL", 300, minimum=1)
+# GET /api/v1/consent/check answered with one Redis round trip outside DRF when it can
+# (consent/hotpath.py); off, every check takes the full view. Needs the cache above.
+CONSENT_CHECK_HOT_PATH = _bool("CONSENT_CHECK_HOT_PATH", True)
 CONSENT_CHECK_MAX_BATCH = 1000
 # Answers for customers the service has never seen follow this jurisdiction's defaults unless
 # the caller names one; the strictest (opt-in) is the safe choice.
@@ -418,6 +421,12 @@ CELERY_BEAT_SCHEDULE.update(
         "idempotency-purge": {
             "task": "integrations.tasks.idempotency_purge_task",
             "schedule": 3600.0,
+        },
+        # Every minute: index the mentions of ingested messages whose task was lost with a
+        # worker or the broker (the pending scan row is the truth; see compliance.mention_index).
+        "mentions-index-sweep": {
+            "task": "compliance.tasks.mentions_index_sweep",
+            "schedule": 60.0,
         },
     }
 )

@@ -3,10 +3,13 @@ events, a subject's consents, the purpose catalogue and signed consent receipts.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -25,10 +28,12 @@ from compliance.identities import InvalidIdentity, parse_identity_ref
 from compliance.models import DataSubject, Jurisdiction
 from compliance.selectors import subject_find_by_identity
 from compliance.services import ServiceError
-from consent import api_examples, selectors, services
+from consent import api_examples, hotpath, selectors, services
 from consent.gpc import gpc_signal
 from consent.models import ConsentAction, ConsentEvent, ConsentSource, Purpose
 from consent.receipts import ReceiptSigningUnavailable, receipt_issue
+
+logger = logging.getLogger(__name__)
 
 IDENTITY_HELP = "type:value, e.g. customer_id:C-1001, email:ana@example.com, phone:+4915112345678"
 GPC_HEADER = OpenApiParameter(
@@ -166,38 +171,11 @@ class BatchResultSerializer(serializers.Serializer):
 
 
 def _result(result: selectors.CheckResult) -> dict:
-    return {
-        "allowed": result.allowed,
-        "reason": str(result.reason),
-        "state_since": result.state_since.isoformat().replace("+00:00", "Z")
-        if result.state_since
-        else None,
-    }
+    return hotpath.result_fields(result)
 
 
-_PLAIN_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,50}")
-
-
-def _plain_check_query(params: dict) -> dict | None:
-    """The validated query of the common GET (exactly ``subject`` and ``purpose``, plain
-    ASCII, already trimmed), without running CheckQuerySerializer; None for anything else,
-    which the serializer then validates (and words any error) as before. Every input
-    accepted here is one the serializer accepts with the same result: this only saves its
-    CPU on the hot path."""
-    if len(params) != 2:
-        return None
-    subject, purpose = params.get("subject"), params.get("purpose")
-    if (
-        not isinstance(subject, str)
-        or not isinstance(purpose, str)
-        or not 0 < len(subject) <= 400
-        or not subject.isascii()
-        or not subject.isprintable()  # no NUL, no control characters, nothing to trim
-        or subject != subject.strip()
-        or _PLAIN_SLUG.fullmatch(purpose) is None
-    ):
-        return None
-    return {"subject": subject, "purpose": purpose, "gpc": False}
+# The GET view's shortcut past CheckQuerySerializer (the hot path shares it).
+_plain_check_query = hotpath.plain_check_query
 
 
 class ConsentCheckView(APIView):
@@ -269,6 +247,43 @@ class ConsentCheckView(APIView):
                 ]
             }
         )
+
+
+_check_view = ConsentCheckView.as_view()
+
+
+def consent_check_route(request, *args, **kwargs):
+    """The URL of the consent check: a GET the hot path can answer (consent/hotpath.py) is
+    answered there, everything else by ConsentCheckView. It carries the view's attributes
+    (``cls``, ``initkwargs``, ``csrf_exempt``), so the OpenAPI schema describes both
+    operations from the view as before."""
+    if request.method == "GET":
+        try:
+            body = hotpath.answer(request.META)
+        except Exception as exc:
+            # Its class only: a message may quote the request's input.
+            logger.error(
+                "consent check hot path failed (%s); the full view answers",
+                exc.__class__.__name__,
+            )
+            body = None
+        if body is not None:
+            response = HttpResponse(body, content_type="application/json")
+            response["Allow"] = check_view_allow()
+            return response
+    return _check_view(request, *args, **kwargs)
+
+
+@functools.cache
+def check_view_allow() -> str:
+    """The view's ``Allow`` header (HEAD included, as Django's setup() adds it)."""
+    view = ConsentCheckView()
+    view.setup(None)
+    return ", ".join(view.allowed_methods)
+
+
+for _name in ("cls", "initkwargs", "view_class", "view_initkwargs", "csrf_exempt"):
+    setattr(consent_check_route, _name, getattr(_check_view, _name))
 
 
 # --- recording consent ----------------------------------------------------------------------

@@ -34,20 +34,37 @@ check reads the database.
 The purpose catalogue is kept in each process and validated against one shared token the
 same way; editing a purpose bumps it after commit. Inside a transaction it is always read
 from the database.
+
+The GET check's hot path (``consent/hotpath.py``) also keeps, per identity, which subject it
+names with that subject's jurisdiction and restriction (``consent:who:<keyed digest>``),
+stamped with the subject's token under the same rule: built only from rows read after the
+token was, valid only while the token is current. Whatever changes those rows moves the
+token after its commit: the consent services, the DSAR app's restriction and rectification
+(``subjects_changed_on_commit``), and for every other ORM write (the admin, a subject's
+update, an erasure's delete, an identity deleted or moved) the signal receivers of
+``connect_subject_signals``. An identity nobody has is never cached, so a new subject or
+identity needs nothing. ``QuerySet.update()`` of a subject's jurisdiction or restriction, or
+of an identity's value or owner, sends no signal and must call ``subjects_changed_on_commit``.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
 import logging
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
+from redis.exceptions import ResponseError
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +186,11 @@ def read(subject_ids: list, *, with_catalogue: bool) -> tuple[dict, dict, str | 
     return blobs, tokens, catalogue_token
 
 
+def catalogue_token_create() -> str | None:
+    """The catalogue token, created if Redis had none (evicted, or a fresh server)."""
+    return _create_tokens([CATALOGUE_KEY], ["catalogue"])["catalogue"]
+
+
 def _create_tokens(keys: list[str], names: list) -> dict:
     cache = _cache()
     for key in keys:
@@ -195,6 +217,194 @@ def store(blobs: dict[object, tuple[str, SubjectStates]]) -> None:
         logger.warning("consent cache unreachable; states not cached")
 
 
+# --- the hot path's identity entries ---------------------------------------------------------
+
+IDENTITY_PREFIX = "consent:who:"
+
+
+def identity_digest(identity_type: str, value: str) -> str:
+    """What names a normalized identity in a cache key: an HMAC keyed with SECRET_KEY, never
+    the identity, nor an unkeyed hash of it (a customer id or a phone number is found again
+    by hashing every candidate). Django's salted_hmac, with its derived key kept."""
+    message = f"{identity_type}:{value}".encode()
+    return hmac.new(_identity_mac_key(settings.SECRET_KEY), message, hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _identity_mac_key(secret: str) -> bytes:
+    return hashlib.sha256(b"consent.cache.identity" + secret.encode()).digest()
+
+
+def identity_key(digest: str) -> str:
+    return f"{IDENTITY_PREFIX}{digest}"
+
+
+@dataclass(frozen=True)
+class SubjectEntry:
+    """What an identity entry says: the subject it names, as read under ``token``."""
+
+    subject_id: str
+    token: str
+    jurisdiction: str
+    restricted_at: datetime | None
+
+
+def encode_entry(entry: SubjectEntry) -> str:
+    # Plain text, the subject id first: the hot path's Redis script reads the id (36
+    # characters) to fetch that subject's token and states in the same round trip.
+    restricted = entry.restricted_at.isoformat() if entry.restricted_at else ""
+    return f"{entry.subject_id}|{entry.token}|{entry.jurisdiction}|{restricted}"
+
+
+def decode_entry(raw: bytes) -> SubjectEntry:
+    subject_id, token, jurisdiction, restricted = raw.decode().split("|", 3)
+    return SubjectEntry(
+        subject_id,
+        token,
+        jurisdiction,
+        datetime.fromisoformat(restricted) if restricted else None,
+    )
+
+
+def store_identity(digest: str, entry: SubjectEntry) -> None:
+    """Keep what an identity names, stamped with the subject's token read *before* the rows
+    were (see the module docstring); never what was read inside a transaction."""
+    redis = raw_redis()
+    if redis is None or connection.in_atomic_block:
+        return
+    try:
+        redis.client.set(
+            redis.prefix + identity_key(digest),
+            encode_entry(entry),
+            ex=settings.CONSENT_CACHE_TTL,
+        )
+    except Exception:
+        logger.warning("consent cache unreachable; identity not cached")
+
+
+class RawRedis:
+    """The consent cache's Redis server itself, for a reader that runs a script there."""
+
+    def __init__(
+        self, caches: dict, client: Any, prefix: str, loads: Callable[[bytes], object]
+    ) -> None:
+        self.caches = caches  # the CACHES setting it was made for
+        self.client = client  # redis.Redis, with a connection pool of its own
+        self.prefix = prefix  # what Django's key function puts before every key
+        self.loads = loads  # how Django's cache reads the values it wrote
+        self._local = threading.local()
+
+    def execute(self, *args: bytes) -> Any:
+        """One command (its arguments as bytes) on this thread's own connection, past
+        redis-py's client, pool, retries and command packer: together more than half the CPU
+        of a round trip on the hot path. An error of the command (``ResponseError``) leaves
+        the connection usable; any other drops it, and the next call connects again."""
+        local = self._local
+        connection = getattr(local, "connection", None)
+        if connection is None:
+            pool = self.client.connection_pool
+            connection = local.connection = pool.connection_class(**pool.connection_kwargs)
+        packed = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            packed.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        try:
+            connection.send_packed_command([b"".join(packed)])
+            return connection.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            local.connection = None
+            connection.disconnect()
+            raise
+
+
+_raw_lock = threading.Lock()
+_raw: RawRedis | None = None
+
+
+def raw_redis() -> RawRedis | None:
+    """None unless the consent cache is one Redis server with Django's key function: a
+    script cannot rebuild a custom function's keys, nor span several servers."""
+    global _raw
+    if not enabled():
+        return None
+    current = _raw
+    if current is not None and current.caches is settings.CACHES:
+        return current
+    backend = _cache()
+    if not isinstance(backend, RedisCache) or len(backend._servers) != 1:
+        return None
+    location = backend._servers[0]
+    prefix = backend.make_key("")
+    if backend.make_key("probe") != f"{prefix}probe":
+        return None
+    with _raw_lock:
+        client = backend._cache
+        pool = client._pool_class.from_url(location, **client._pool_options)
+        _raw = RawRedis(
+            settings.CACHES, client._client(connection_pool=pool), prefix, client._serializer.loads
+        )
+        return _raw
+
+
+# --- changes to subjects and identities ----------------------------------------------------
+
+# The columns an identity entry is built from.
+_SUBJECT_FIELDS = frozenset({"jurisdiction", "restricted_at"})
+_IDENTITY_FIELDS = frozenset({"subject", "subject_id", "type", "value"})
+
+
+def _touches(update_fields, fields: frozenset) -> bool:
+    return update_fields is None or not fields.isdisjoint(update_fields)
+
+
+def _subject_saved(sender, instance, created=False, update_fields=None, **kwargs) -> None:
+    # A row that did not exist is named by no entry: only identities someone has are cached.
+    if not created and _touches(update_fields, _SUBJECT_FIELDS):
+        subjects_changed_on_commit([instance.pk])
+
+
+def _subject_deleted(sender, instance, **kwargs) -> None:
+    subjects_changed_on_commit([instance.pk])
+
+
+def _identity_saving(sender, instance, update_fields=None, **kwargs) -> None:
+    # An identity given to another subject leaves an entry stamped with its old owner's
+    # token: remember the owner, so that token moves too.
+    if not instance._state.adding and _touches(update_fields, _IDENTITY_FIELDS):
+        instance._consent_owner_before = (
+            sender.objects.filter(pk=instance.pk).values_list("subject_id", flat=True).first()
+        )
+
+
+def _identity_saved(sender, instance, created=False, update_fields=None, **kwargs) -> None:
+    if not created and _touches(update_fields, _IDENTITY_FIELDS):
+        before = getattr(instance, "_consent_owner_before", None)
+        subjects_changed_on_commit([s for s in (instance.subject_id, before) if s is not None])
+
+
+def _identity_deleted(sender, instance, **kwargs) -> None:
+    subjects_changed_on_commit([instance.subject_id])
+
+
+def connect_subject_signals() -> None:
+    """Move a subject's token after any ORM write that changes what its identity entries
+    say (called from ConsentConfig.ready)."""
+    from django.db.models.signals import post_delete, post_save, pre_save
+
+    from compliance.models import DataSubject, SubjectIdentity
+
+    receivers = [
+        (post_save, DataSubject, _subject_saved),
+        (post_delete, DataSubject, _subject_deleted),
+        (pre_save, SubjectIdentity, _identity_saving),
+        (post_save, SubjectIdentity, _identity_saved),
+        (post_delete, SubjectIdentity, _identity_deleted),
+    ]
+    for signal, model, receiver in receivers:
+        signal.connect(receiver, sender=model, dispatch_uid=f"consent-cache-{receiver.__name__}")
+
+
 # --- the purpose catalogue, per process -----------------------------------------------------
 
 
@@ -216,6 +426,11 @@ class Catalogue:
 
 _catalogue_lock = threading.Lock()
 _catalogue: Catalogue | None = None
+
+
+def current_catalogue() -> Catalogue | None:
+    """This process's catalogue as last loaded, not validated: a hint, not an answer."""
+    return _catalogue
 
 
 def _load_catalogue(token: str | None) -> Catalogue:

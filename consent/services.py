@@ -7,8 +7,9 @@ For the DSAR app:
 - ``consent_object_legitimate_interests(subject=..., actor=..., source=...)``: an objection
   under GDPR Art. 21 turns off every purpose based on legitimate interest.
 - ``consent_withdraw`` / ``consent_object`` / ``consent_opt_out`` for one purpose.
-- A restriction (GDPR Art. 18) needs no call here: the check reads ``restricted_at`` from
-  the subject row on every request.
+- A restriction (GDPR Art. 18) is not a consent event: whoever sets or lifts
+  ``restricted_at`` calls ``consent.cache.subjects_changed_on_commit([subject.pk])`` in
+  the same transaction, since the check's hot path caches it (consent/cache.py).
 """
 
 from __future__ import annotations

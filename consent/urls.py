@@ -6,7 +6,8 @@ from django.urls import path
 from consent import api
 
 urlpatterns = [
-    path("consent/check", api.ConsentCheckView.as_view(), name="api-consent-check"),
+    # GET served by the hot path when it can (consent/hotpath.py), the rest by the view.
+    path("consent/check", api.consent_check_route, name="api-consent-check"),
     path("consent/events/", api.ConsentEventCreateView.as_view(), name="api-consent-events"),
     path("consent/purposes/", api.PurposeListView.as_view(), name="api-consent-purposes"),
     path(

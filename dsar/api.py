@@ -6,6 +6,7 @@ it filed; anything else is a 404, as if it did not exist."""
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -20,7 +21,9 @@ from compliance.api.errors import error_body
 from compliance.api.pagination import CursorPagination, paginated_response
 from compliance.api.schema import ErrorResponseSerializer
 from compliance.api.serializers import IdentitiesSerializer, StrictSerializer
+from compliance.api.views import GPC_HEADER
 from compliance.models import IdentityType
+from compliance.subject_hooks import subject_identification_check, subject_identified
 from dsar import api_examples, services
 from dsar.links import (
     LinkInvalid,
@@ -200,28 +203,39 @@ class RequestListCreateView(APIView):
             "with the `dsar:verified` scope files requests whose identity it has verified; "
             "others are verified by a code emailed to the subject "
             "(`POST /api/v1/requests/{id}/verify/`). Opt-out and limit requests need no "
-            "verification (CCPA)."
+            "verification (CCPA). `Sec-GPC: 1` records an opt-out of sale/sharing for the "
+            "person if known; the answer does not say whether it did."
         ),
         request=RequestCreateSerializer,
+        parameters=[GPC_HEADER],
         responses={202: RequestAcceptedSerializer, 400: ErrorResponseSerializer},
     )
     def post(self, request):
+        wanted = subject_identification_check(request)
         serializer = RequestCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         agent = data.get("agent") or {}
-        dsr = services.request_create(
-            type=data["type"],
-            identity=data["identity"],
-            channel=Channel.API,
-            actor=actor_for(request),
-            regulation=data.get("regulation"),
-            filed_by=request.user,
-            pre_verified=request.user.has_scope("dsar:verified"),
-            agent_name=agent.get("name", ""),
-            agent_permission_note=agent.get("permission_note", ""),
-            details=data.get("details"),
-        )
+        with transaction.atomic():
+            dsr = services.request_create(
+                type=data["type"],
+                identity=data["identity"],
+                channel=Channel.API,
+                actor=actor_for(request),
+                regulation=data.get("regulation"),
+                filed_by=request.user,
+                pre_verified=request.user.has_scope("dsar:verified"),
+                agent_name=agent.get("name", ""),
+                agent_permission_note=agent.get("permission_note", ""),
+                details=data.get("details"),
+            )
+            if wanted and dsr.subject is not None:
+                subject_identified(
+                    request,
+                    subjects=[dsr.subject],
+                    actor=actor_for(request),
+                    source="api:requests_create",
+                )
         return Response(
             RequestAcceptedSerializer(_accepted(dsr)).data, status=status.HTTP_202_ACCEPTED
         )
@@ -326,6 +340,16 @@ class RequestResendCodeView(APIView):
 TOKEN_PARAMETER = OpenApiParameter(
     "token", OpenApiTypes.STR, required=True, description="The signed token from the link."
 )
+GPC_BROWSER_HEADER = OpenApiParameter(
+    "Sec-GPC",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Global Privacy Control, sent by the customer's browser. `1` records an opt-out of "
+        "sale/sharing for the subject of the request; any other value is no signal."
+    ),
+)
 
 
 def _invalid_link() -> Response:
@@ -346,7 +370,7 @@ class RequestDownloadView(APIView):
     @extend_schema(
         operation_id="requests_download",
         summary="Download the export package (ZIP) through a signed link",
-        parameters=[TOKEN_PARAMETER],
+        parameters=[TOKEN_PARAMETER, GPC_BROWSER_HEADER],
         auth=[],
         responses={
             (200, "application/zip"): OpenApiTypes.BINARY,
@@ -362,6 +386,17 @@ class RequestDownloadView(APIView):
             download_check(dsr, request.query_params.get("token", ""))
         except LinkInvalid:
             return _invalid_link()
+        # The customer's own browser follows the emailed link, as it opens the portal: an
+        # odd Sec-GPC value is no signal here, never an error. (The certificate's link names
+        # a person who was erased: there is nobody left to opt out.)
+        if dsr.subject is not None and subject_identification_check(request, strict=False):
+            subject_identified(
+                request,
+                subjects=[dsr.subject],
+                actor=f"subject:{dsr.subject_id}",
+                source="link:requests_download",
+                strict=False,
+            )
         if _download(dsr) is None:
             return Response(
                 error_body("gone", "The package has expired and was deleted; file a new request."),

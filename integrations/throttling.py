@@ -34,7 +34,7 @@ class ApiClientRateThrottle(BaseThrottle):
             return True
         now = time.time()
         window = int(now // WINDOW_SECONDS)
-        key = f"throttle:api-client:{client.pk}:{window}"
+        key = counter_key(client.pk, window)
         try:
             count = _count(key)
         except Exception:
@@ -49,6 +49,16 @@ class ApiClientRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return max(1.0, getattr(self, "_wait", WINDOW_SECONDS))
+
+
+# The consent check's hot path (consent/hotpath.py) raises the same counters from a Redis
+# script: one budget per client whichever path answers.
+COUNTER_PREFIX = "throttle:api-client:"
+
+
+def counter_key(client_id: int, window: int) -> str:
+    """This client's counter for this window (before Django's key prefix)."""
+    return f"{COUNTER_PREFIX}{client_id}:{window}"
 
 
 def _count(key: str) -> int:

@@ -51,6 +51,18 @@ class AwareDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON ``true`` or ``false`` only. DRF's BooleanField also reads "yes", "on", 1 or "0";
+    a flag with legal effect (a Global Privacy Control signal) is not guessed from those."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid")
+
+
 class IdentitiesSerializer(StrictSerializer):
     """A subject named by any of its identities; at least one is needed."""
 
@@ -90,6 +102,12 @@ class ConversationInSerializer(StrictSerializer):
         help_text="The AI disclosure version shown in this conversation (EU AI Act Art. 50).",
     )
     disclosure_shown_at = AwareDateTimeField(required=False, allow_null=True)
+    gpc = StrictBooleanField(
+        required=False,
+        help_text="The customer's browser sent a Global Privacy Control signal (Sec-GPC: 1) "
+        "in this conversation: records an opt-out of sale/sharing for its subject (CCPA "
+        "§7025). Leave it out otherwise; false changes nothing and never opts anyone back in.",
+    )
     messages = serializers.ListField(
         child=MessageInSerializer(), allow_empty=True, max_length=MAX_MESSAGES_PER_CONVERSATION
     )

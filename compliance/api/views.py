@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+from django.db import transaction
+from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -25,9 +29,10 @@ from compliance.api.serializers import (
 )
 from compliance.identities import InvalidIdentity, normalize_identity, parse_identity_ref
 from compliance.ingest import conversations_ingest
-from compliance.models import LogSource
+from compliance.models import DataSubject, LogSource, SubjectIdentity
 from compliance.selectors import conversations_visible, subject_find_by_identity, subject_list
-from compliance.services import subject_create
+from compliance.services import normalize_identities, subject_create
+from compliance.subject_hooks import subject_identification_check, subject_identified
 from integrations.idempotency import idempotent
 
 
@@ -37,6 +42,23 @@ def actor_for(request) -> str:
 
 # The old name, still imported by other apps' views; new code names ErrorResponseSerializer.
 ErrorSerializer = ErrorResponseSerializer
+
+
+# Every operation that names a customer documents the header; what it does is the consent
+# app's, through compliance.subject_hooks (docs/consent.md, "Global Privacy Control").
+GPC_HEADER = OpenApiParameter(
+    "Sec-GPC",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    enum=["1"],
+    description=(
+        "Global Privacy Control, relayed from the customer's browser. Only `1` is valid (any "
+        "other value is a 400 and changes nothing); it records an opt-out of sale/sharing "
+        "for the known customers the request names (CCPA §7025). Its absence changes "
+        "nothing."
+    ),
+)
 
 
 INGEST_EXAMPLE = {
@@ -66,6 +88,27 @@ INGEST_EXAMPLE = {
     ]
 }
 
+# A plugin relays the Global Privacy Control signal of the customer's browser per
+# conversation: the batch's own Sec-GPC header, if any, would cover every customer in it.
+INGEST_GPC_EXAMPLE = {
+    "conversations": [
+        {
+            "system": "shop-assistant",
+            "conversation_id": "c-1843",
+            "subject": {"email": "ana@example.com"},
+            "gpc": True,
+            "messages": [
+                {
+                    "sequence": 0,
+                    "role": "customer",
+                    "text": "Do you ship to Lisbon?",
+                    "sent_at": "2026-11-20T09:20:00Z",
+                }
+            ],
+        }
+    ]
+}
+
 
 class ConversationIngestView(APIView):
     scopes_by_method = {"POST": ["logs:write"], "GET": ["logs:read"]}
@@ -79,15 +122,24 @@ class ConversationIngestView(APIView):
         parameters=[
             OpenApiParameter("subject", OpenApiTypes.UUID, description="Only this subject's."),
             OpenApiParameter("system", OpenApiTypes.STR, description="Only this system's slug."),
+            GPC_HEADER,
         ],
         responses=ConversationOutSerializer(many=True),
     )
     def get(self, request):
+        wanted = subject_identification_check(request)
         queryset = conversations_visible(client=request.user)
         form = ConversationFilterSerializer(data=request.query_params)
         form.is_valid(raise_exception=True)
         if form.validated_data.get("subject"):
             queryset = queryset.filter(subject_id=form.validated_data["subject"])
+            if wanted:
+                subject_identified(
+                    request,
+                    subjects=list(DataSubject.objects.filter(pk=form.validated_data["subject"])),
+                    actor=actor_for(request),
+                    source="api:conversations_list",
+                )
         if form.validated_data.get("system"):
             queryset = queryset.filter(system__slug=form.validated_data["system"])
         return paginated_response(
@@ -105,9 +157,14 @@ class ConversationIngestView(APIView):
             "A batch is all or nothing. Re-sending a conversation stores only messages whose "
             "sequence number is new. The subject is named by any identity and created if "
             "unknown. Answers 201 when something was stored, 200 when everything was "
-            "already there."
+            'already there. `"gpc": true` on a conversation relays the Global Privacy '
+            "Control signal of that customer's browser: an opt-out of sale/sharing is "
+            "recorded for the conversation's subject in the same transaction (none for a "
+            "conversation without a subject). A `Sec-GPC: 1` header on the batch covers "
+            "every customer the batch names."
         ),
         request=IngestBatchSerializer,
+        parameters=[GPC_HEADER],
         responses={
             200: IngestResultSerializer,
             201: IngestResultSerializer,
@@ -116,11 +173,17 @@ class ConversationIngestView(APIView):
         },
         examples=[
             OpenApiExample("A batch of one", value=INGEST_EXAMPLE, request_only=True),
+            OpenApiExample(
+                "A customer whose browser sent Global Privacy Control",
+                value=INGEST_GPC_EXAMPLE,
+                request_only=True,
+            ),
             *examples.CONVERSATIONS_INGEST,
         ],
     )
     @idempotent
     def post(self, request):
+        wanted = subject_identification_check(request)
         data = request.data
         if isinstance(data, dict) and "conversations" not in data and "system" in data:
             # One object is a batch of one, so its errors are named conversations[0].… just
@@ -129,17 +192,80 @@ class ConversationIngestView(APIView):
         batch = IngestBatchSerializer(data=data)
         batch.is_valid(raise_exception=True)
         conversations = batch.validated_data["conversations"]
-        result = conversations_ingest(
-            conversations=conversations,
-            actor=actor_for(request),
-            allowed_system=request.user.system,
-        )
+        # The ingest service knows nothing of GPC: the relayed flags are taken out here.
+        relayed = [item.pop("gpc", False) for item in conversations]
+        signalled = wanted or any(relayed)
+        # With a signal, the opt-outs commit with the conversations or not at all.
+        with transaction.atomic() if signalled else nullcontext():
+            result = conversations_ingest(
+                conversations=conversations,
+                actor=actor_for(request),
+                allowed_system=request.user.system,
+            )
+            if signalled:
+                _ingest_identified(request, conversations, relayed=relayed, everyone=wanted)
         code = (
             status.HTTP_201_CREATED
             if (result.messages_created or result.conversations_created)
             else status.HTTP_200_OK
         )
         return Response(IngestResultSerializer(result).data, status=code)
+
+
+def _ingest_identified(
+    request, conversations: list[dict], *, relayed: list[bool], everyone: bool
+) -> None:
+    """Tell the hooks whom a stored batch named: the subjects of the conversations that
+    relayed ``"gpc": true``, and, when the batch itself carries a signal (``everyone``),
+    every subject of the batch, as on the batch consent check."""
+    indexes = range(len(conversations)) if everyone else [i for i, f in enumerate(relayed) if f]
+    named = _ingested_subjects(conversations, indexes)
+    flagged = {subject for i, subject in named.items() if relayed[i]}
+    if flagged:
+        subject_identified(
+            request,
+            subjects=list(flagged),
+            actor=actor_for(request),
+            source="api:conversations_ingest",
+            gpc_relayed=True,
+        )
+    if everyone:
+        subject_identified(
+            request,
+            subjects=list(set(named.values())),
+            actor=actor_for(request),
+            source="api:conversations_ingest",
+        )
+
+
+def _ingested_subjects(conversations: list[dict], indexes) -> dict[int, DataSubject]:
+    """{item index: its subject} for the items at ``indexes`` that name one, in one query.
+    Called after the ingest in its transaction: by then every identity of an item belongs
+    to that item's subject."""
+    refs = {
+        i: normalize_identities(raw, field=f"conversations[{i}].subject")
+        for i in indexes
+        if (raw := conversations[i].get("subject"))
+    }
+    by_type: dict[str, set[str]] = {}
+    for ref in refs.values():
+        for identity_type, value in ref.items():
+            by_type.setdefault(identity_type, set()).add(value)
+    if not by_type:
+        return {}
+    wanted = Q(pk__in=[])
+    for identity_type, values in by_type.items():
+        wanted |= Q(type=identity_type, value__in=values)
+    owners = {
+        (identity.type, identity.value): identity.subject
+        for identity in SubjectIdentity.objects.filter(wanted).select_related("subject")
+    }
+    named = {}
+    for i, ref in refs.items():
+        subject = next((owners[pair] for pair in ref.items() if pair in owners), None)
+        if subject is not None:
+            named[i] = subject
+    return named
 
 
 IDENTITY_FILTERS = [
@@ -162,11 +288,13 @@ class SubjectListCreateView(APIView):
         operation_id="subjects_list",
         examples=examples.SUBJECTS_LIST,
         summary="List data subjects",
-        parameters=IDENTITY_FILTERS,
+        parameters=[*IDENTITY_FILTERS, GPC_HEADER],
         responses=SubjectOutSerializer(many=True),
     )
     def get(self, request):
+        wanted = subject_identification_check(request)
         queryset = subject_list()
+        named = False
         for name in ("customer_id", "email", "phone"):
             if name in request.query_params:
                 try:
@@ -179,6 +307,15 @@ class SubjectListCreateView(APIView):
                         status=400,
                     )
                 queryset = queryset.filter(identities__type=name, identities__value=value)
+                named = True
+        if named and wanted:
+            # An identity filter names one customer (or nobody); a plain listing names none.
+            subject_identified(
+                request,
+                subjects=list(queryset),
+                actor=actor_for(request),
+                source="api:subjects_list",
+            )
         return paginated_response(
             view=self,
             request=request,
@@ -191,6 +328,7 @@ class SubjectListCreateView(APIView):
         examples=examples.SUBJECTS_CREATE,
         summary="Register a data subject",
         request=SubjectCreateSerializer,
+        parameters=[GPC_HEADER],
         responses={
             201: SubjectOutSerializer,
             400: ErrorResponseSerializer,
@@ -199,15 +337,24 @@ class SubjectListCreateView(APIView):
     )
     @idempotent
     def post(self, request):
+        wanted = subject_identification_check(request)
         serializer = SubjectCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        subject = subject_create(
-            identities=data["identities"],
-            display_name=data.get("display_name", ""),
-            jurisdiction=data["jurisdiction"],
-            actor=actor_for(request),
-        )
+        with transaction.atomic():
+            subject = subject_create(
+                identities=data["identities"],
+                display_name=data.get("display_name", ""),
+                jurisdiction=data["jurisdiction"],
+                actor=actor_for(request),
+            )
+            if wanted:
+                subject_identified(
+                    request,
+                    subjects=[subject],
+                    actor=actor_for(request),
+                    source="api:subjects_create",
+                )
         return Response(SubjectOutSerializer(subject).data, status=status.HTTP_201_CREATED)
 
 
@@ -218,10 +365,19 @@ class SubjectDetailView(APIView):
         operation_id="subjects_retrieve",
         examples=examples.SUBJECT_RETRIEVE,
         summary="One data subject",
+        parameters=[GPC_HEADER],
         responses={200: SubjectOutSerializer, 404: ErrorResponseSerializer},
     )
     def get(self, request, subject_id):
+        wanted = subject_identification_check(request)
         subject = get_object_or_404(subject_list(), pk=subject_id)
+        if wanted:
+            subject_identified(
+                request,
+                subjects=[subject],
+                actor=actor_for(request),
+                source="api:subjects_retrieve",
+            )
         return Response(SubjectOutSerializer(subject).data)
 
 
@@ -277,6 +433,7 @@ class SubjectLookupView(APIView):
         examples=examples.SUBJECTS_LOOKUP,
         summary="Find a subject by an identity",
         request=SubjectLookupSerializer,
+        parameters=[GPC_HEADER],
         responses={
             200: SubjectOutSerializer,
             400: ErrorResponseSerializer,
@@ -284,6 +441,7 @@ class SubjectLookupView(APIView):
         },
     )
     def post(self, request):
+        wanted = subject_identification_check(request)
         serializer = SubjectLookupSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -298,4 +456,8 @@ class SubjectLookupView(APIView):
         subject = subject_find_by_identity(identity_type=ref["type"], value=ref["value"])
         if subject is None:
             return Response(error_body("not_found", "No subject has this identity."), status=404)
+        if wanted:
+            subject_identified(
+                request, subjects=[subject], actor=actor_for(request), source="api:subjects_lookup"
+            )
         return Response(SubjectOutSerializer(subject).data)

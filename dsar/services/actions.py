@@ -99,6 +99,10 @@ def _rectify(request: DataSubjectRequest, subject: DataSubject, actor: str):
             )
         applied.append(identity_type)
         corrected.append(correction)
+    if applied:
+        # The consent check caches which subject an identity names; an update() sends no
+        # signal that would tell it (consent/cache.py).
+        _consent_cache_changed(subject)
     statement = details.get("statement") or ""
     if statement:
         SupplementaryStatement.objects.create(subject=subject, request=request, text=statement)

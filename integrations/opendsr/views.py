@@ -14,6 +14,7 @@ import base64
 import json
 
 from django.conf import settings
+from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +24,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
 from compliance.services import ConflictError, ForbiddenError, ServiceError
+from compliance.subject_hooks import subject_identification_check, subject_identified
 from integrations.opendsr import services
 from integrations.opendsr.callbacks import (
     effective_request,
@@ -211,12 +213,17 @@ class CertificateView(OpenDsrView):
 class RequestCreateView(OpenDsrView):
     """Section 7. The controller vouches for the subject's identity (it verified the
     request before sending it, section 3.2), hence ``dsar:verified`` besides ``dsar:write``:
-    the protocol has no step where the subject could prove it here."""
+    the protocol has no step where the subject could prove it here.
+
+    A ``Sec-GPC: 1`` the controller relays from the consumer's browser records an opt-out
+    of sale/sharing for the subject, if known, with the request (CCPA §7025); any other
+    value is a 400 (domain Validation) and files nothing."""
 
     http_method_names = ["post"]
     required_scopes = ["dsar:write", "dsar:verified"]
 
     def post(self, request):
+        wanted = subject_identification_check(request)
         raw = request.body
         if len(raw) > settings.OPENDSR_MAX_BODY_BYTES:
             return opendsr_error(
@@ -230,9 +237,17 @@ class RequestCreateView(OpenDsrView):
         except (ValueError, RecursionError):
             raise OpenDsrInvalid("The body is not valid JSON.", reason="malformed") from None
         submission = submission_parse(data, major=self.api_major)
-        link = services.opendsr_request_create(
-            client=request.user, submission=submission, actor=actor_for(request)
-        )
+        with transaction.atomic():
+            link = services.opendsr_request_create(
+                client=request.user, submission=submission, actor=actor_for(request)
+            )
+            if wanted and link.request.subject is not None:
+                subject_identified(
+                    request,
+                    subjects=[link.request.subject],
+                    actor=actor_for(request),
+                    source="opendsr:requests",
+                )
         dsr = effective_request(link)
         body = {
             "controller_id": str(link.client_id),

@@ -15,6 +15,22 @@ from consent.models import (
 from tests.factories import PurposeFactory, SubjectFactory
 
 
+@pytest.fixture(autouse=True)
+def _identity_entries_of_earlier_tests_forgotten():
+    """The hot path caches which subject an identity names. A test's rows are removed
+    without the signals that would invalidate that (a rollback, a flush), and the next test
+    reuses the same identities for new subjects: forget this run's entries (this run's key
+    prefix only; the shared Redis is never flushed)."""
+    from consent.cache import IDENTITY_PREFIX, raw_redis
+
+    redis = raw_redis()
+    if redis is not None:
+        pattern = f"{redis.prefix}{IDENTITY_PREFIX}*"
+        keys = list(redis.client.scan_iter(match=pattern, count=10_000))
+        if keys:
+            redis.client.delete(*keys)
+
+
 @pytest.fixture
 def purposes(db) -> dict[str, Purpose]:
     """The demo's catalogue plus a contract purpose; the two CCPA purposes come from the

@@ -1,6 +1,8 @@
 """No caller ever gets `allowed: true` after a withdrawal has been acknowledged: the consent
 check's cache is invalidated only after the withdrawal commits, and a reader that raced the
-commit cannot put the old grant back (see consent/cache.py). These tests commit for real."""
+commit cannot put the old grant back (see consent/cache.py). These tests commit for real,
+and read through both ways in: the URL's view and the WSGI shortcut over HTTP (the hot path,
+consent/hotpath.py, which also caches the identity's subject)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import pytest
 from django.db import connection, transaction
 from rest_framework.test import APIClient
 
+import compliance.wsgi
 from compliance.models import Jurisdiction
-from consent import cache, selectors, services
+from consent import cache, hotpath, selectors, services
 from consent.models import LawfulBasis
+from tests.consent.wsgi_support import LiveWsgi, call_wsgi
 from tests.factories import PurposeFactory, SubjectFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,24 +58,82 @@ def test_a_reader_that_loses_the_race_cannot_cache_the_old_grant(marketing, cust
     assert (answer.allowed, answer.reason) == (False, "withdrawn")
 
 
-def test_checks_from_other_connections_never_allow_after_an_acknowledged_withdrawal(
+class _TestClientReader:
+    """Checks through Django's handler and the URL's view (Django's test client)."""
+
+    def __init__(self, raw_key: str):
+        self.api = APIClient()
+        self.api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+
+    def allowed(self) -> bool:
+        response = self.api.get(CHECK, QUERY)
+        assert response.status_code == 200, response.content
+        return response.json()["allowed"]
+
+
+class _HttpReader:
+    """Checks over HTTP to the deployed WSGI application, whose shortcut answers them
+    before Django's handler."""
+
+    def __init__(self, server: LiveWsgi, raw_key: str):
+        self.server, self.headers = server, {"Authorization": f"Bearer {raw_key}"}
+
+    def allowed(self) -> bool:
+        answer = self.server.get(CHECK, QUERY, self.headers)
+        assert answer.status == 200, answer.body
+        return answer.json()["allowed"]
+
+
+def test_a_losing_reader_s_old_grant_is_not_served_by_the_hot_path_either(
     make_api, marketing, customer
 ):
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {make_api('consent:read').raw_key}"}
+    services.consent_grant(subject=customer, purpose=marketing, source="portal", actor="test")
+    _, tokens, _ = cache.read([customer.pk], with_catalogue=False)
+    old_states = selectors._states_from_db([customer.pk])
+    services.consent_withdraw(subject=customer, purpose=marketing, source="portal", actor="test")
+    # The hot path caches the identity under the new token...
+    for _ in range(2):
+        call_wsgi(compliance.wsgi.application, CHECK, QUERY, **bearer)
+    # ...then the slow reader's blob, stamped with the old one, replaces the states.
+    cache.store({customer.pk: (tokens[customer.pk], old_states[customer.pk])})
+    answer = call_wsgi(compliance.wsgi.application, CHECK, QUERY, **bearer).json()
+    assert (answer["allowed"], answer["reason"]) == (False, "withdrawn")
+
+
+@pytest.mark.parametrize("transport", ["test client", "http"])
+def test_checks_from_other_connections_never_allow_after_an_acknowledged_withdrawal(
+    make_api, marketing, customer, transport, monkeypatch
+):
+    # Counts what the hot path answered itself (it still does all the work).
+    answered_hot = []
+    hot_answer = hotpath.answer
+
+    def counted(*args, **kwargs):
+        body = hot_answer(*args, **kwargs)
+        answered_hot.append(body is not None)
+        return body
+
+    monkeypatch.setattr(hotpath, "answer", counted)
     writer = make_api("consent:write")
     raw_read_key = make_api("consent:read").raw_key
+    # A new HTTP connection, thread and database connection per request: slower readers,
+    # so longer windows to read in.
+    pause = 0.02 if transport == "test client" else 0.08
     answers: list[tuple[float, bool]] = []
     errors: list[BaseException] = []
     stop = threading.Event()
+    server = LiveWsgi(compliance.wsgi.application) if transport == "http" else None
 
     def read_in_a_loop() -> None:
-        api = APIClient()
-        api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_read_key}")
+        if server is None:
+            reader = _TestClientReader(raw_read_key)
+        else:
+            reader = _HttpReader(server, raw_read_key)
         try:
             while not stop.is_set():
                 started = time.monotonic()
-                response = api.get(CHECK, QUERY)
-                assert response.status_code == 200, response.content
-                answers.append((started, response.json()["allowed"]))
+                answers.append((started, reader.allowed()))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -88,18 +150,20 @@ def test_checks_from_other_connections_never_allow_after_an_acknowledged_withdra
                 "/api/v1/consent/events/", {**body, "action": "grant"}, format="json"
             )
             assert response.status_code == 201, response.content
-            time.sleep(0.02)
+            time.sleep(pause)
             response = writer.post(
                 "/api/v1/consent/events/", {**body, "action": "withdraw"}, format="json"
             )
             assert response.status_code == 201, response.content
             withdrawn_at = time.monotonic()
-            time.sleep(0.02)
+            time.sleep(pause)
             acknowledged.append((withdrawn_at, time.monotonic()))
     finally:
         stop.set()
         for thread in readers:
             thread.join(timeout=30)
+        if server is not None:
+            server.stop()
     assert not errors, errors
 
     stale = [
@@ -113,6 +177,8 @@ def test_checks_from_other_connections_never_allow_after_an_acknowledged_withdra
     assert {allowed for _, allowed in answers} == {True, False}
     in_windows = [s for s, _ in answers for a, b in acknowledged if a < s < b]
     assert len(in_windows) >= 15
+    # ...and only if the path under test answered most of them.
+    assert sum(answered_hot) > len(answers) / 2, (sum(answered_hot), len(answers))
 
 
 def test_a_grant_that_rolls_back_leaves_no_allow_in_the_cache(marketing, customer):
