@@ -281,6 +281,13 @@ def _load(data: Data, ext: psycopg.Connection) -> tuple[float, float]:
         loaded += sum(len(item["messages"]) for item in items)
         if loaded % 100_000 < data.args.batch * data.args.per_conversation:
             print(f"  {loaded:>9,} messages loaded", flush=True)
+    # What the workers do after each ingest: index the mentions, so the first measured
+    # erasure does not index the whole load first.
+    from compliance.mention_index import mentions_index_pending
+
+    t = time.perf_counter()
+    mentions_index_pending(wait=True)
+    service_s += time.perf_counter() - t
     return service_s, copy_s
 
 
@@ -575,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Loaded {args.messages:,} messages: conversations_ingest {ingest_s:.1f} s "
-        f"(mentions extracted and indexed), external COPY {copy_s:.1f} s."
+        f"(with the workers' mention indexing), external COPY {copy_s:.1f} s."
     )
     print(
         f"\nErase one subject (~{args.messages // args.subjects} own messages, "

@@ -127,6 +127,7 @@ def _text(rng: random.Random) -> str:
 
 def phase_seed(args) -> dict:
     from compliance.ingest import conversations_ingest
+    from compliance.mention_index import mentions_index_pending
     from compliance.models import LogSource, System
     from compliance.services import disclosure_publish, system_save
 
@@ -190,6 +191,7 @@ def phase_seed(args) -> dict:
             batch = []
     if batch:
         conversations_ingest(conversations=batch, actor="bench")
+    mentions_index_pending(wait=True)  # what the workers do after each ingest
     return {"subject_messages": conversations * per_conversation, "other_messages": args.others}
 
 

@@ -7,7 +7,8 @@ straight into their table with COPY (nobody else can know those rows yet); the o
 streamed with COPY into a staging table and inserted with ``ON CONFLICT DO NOTHING``, which
 is safe against two concurrent senders of the same conversation. Brand-new subjects are
 created in bulk, falling back to ``subject_get_or_create`` if a concurrent sender races us.
-See bench/README.md for the measurements.
+Minimisation runs here, before a message is stored; the mention index is filled just after
+commit (``compliance.mention_index``). See bench/README.md for the measurements.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compliance.audit import audit_record, audit_record_many
-from compliance.mentions import extract_mentions
+from compliance.mention_index import mention_scan_queue
 from compliance.minimisation import may_hold_identifiers, minimise_text
 from compliance.models import (
     AIDisclosure,
@@ -33,11 +34,11 @@ from compliance.models import (
     DataSubject,
     IdentityType,
     Message,
-    MessageMention,
     MessageRole,
     SubjectIdentity,
     System,
 )
+from compliance.pg import server_binding_cursor
 from compliance.services import (
     ConflictError,
     ForbiddenError,
@@ -191,19 +192,11 @@ def _resolve_subjects(items: list[ConversationIn], *, actor: str) -> list[UUID |
     for i, item in enumerate(items):
         raw = item.get("subject")
         refs.append(normalize_identities(raw, field=f"conversations[{i}].subject") if raw else None)
-    wanted = Q(pk__in=[])
     by_type: dict[str, set[str]] = {}
     for ref in refs:
         for identity_type, value in (ref or {}).items():
             by_type.setdefault(identity_type, set()).add(value)
-    for identity_type, values in by_type.items():
-        wanted |= Q(type=identity_type, value__in=values)
-    known = dict(
-        ((t, v), s)
-        for t, v, s in SubjectIdentity.objects.filter(wanted).values_list(
-            "type", "value", "subject_id"
-        )
-    )
+    known = _known_identities(by_type)
     _create_new_subjects(refs, known, actor=actor)
 
     resolved: list[UUID | None] = []
@@ -226,6 +219,22 @@ def _resolve_subjects(items: list[ConversationIn], *, actor: str) -> list[UUID |
             known[pair] = subject.pk
         resolved.append(subject.pk)
     return resolved
+
+
+def _known_identities(by_type: dict[str, set[str]]) -> dict[tuple[str, str], UUID]:
+    """{(type, value): subject id} of the stored identities among these."""
+    if not by_type:
+        return {}
+    wanted = Q(pk__in=[])
+    for identity_type, values in by_type.items():
+        # __any: one array parameter, not a placeholder per customer (compliance.lookups).
+        wanted |= Q(type=identity_type, value__any=list(values))
+    return {
+        (t, v): s
+        for t, v, s in SubjectIdentity.objects.filter(wanted).values_list(
+            "type", "value", "subject_id"
+        )
+    }
 
 
 def _create_new_subjects(refs, known, *, actor: str) -> None:
@@ -315,7 +324,8 @@ _INSERT_CONVERSATIONS = (  # noqa: S608 (constant column names and types)
     " ON CONFLICT (system_id, external_id) DO NOTHING RETURNING id, system_id, external_id"
 ).format(
     columns=", ".join(name for name, _ in CONVERSATION_COLUMNS),
-    arrays=", ".join(f"%s::{kind}[]" for _, kind in CONVERSATION_COLUMNS),
+    # %b: the arrays travel in binary, several times cheaper to send and read than as text.
+    arrays=", ".join(f"%b::{kind}[]" for _, kind in CONVERSATION_COLUMNS),
 )
 
 
@@ -349,7 +359,7 @@ def _upsert_conversations(
         # One INSERT of the whole batch from arrays; ON CONFLICT skips conversations stored
         # before (or by a concurrent sender), and only the rows this statement inserted come
         # back: only their messages may skip the conflict check in _insert_messages.
-        with connection.cursor() as cursor:
+        with server_binding_cursor() as cursor:
             cursor.execute(
                 _INSERT_CONVERSATIONS, [list(column) for column in zip(*rows, strict=True)]
             )
@@ -432,7 +442,6 @@ _MESSAGE_COLUMNS = "(conversation_id, sequence, role, text, sent_at)"  # a const
 # Binary COPY: PostgreSQL reads the values as they are instead of parsing text, and psycopg
 # writes them without formatting; about 2.5 times faster than text COPY for message rows.
 _MESSAGE_TYPES = ("int8", "int4", "varchar", "text", "timestamptz")
-_MENTION_TYPES = ("int8", "varchar", "varchar")
 
 
 def _copy_binary(cursor, statement: str, types, rows) -> None:
@@ -442,74 +451,79 @@ def _copy_binary(cursor, statement: str, types, rows) -> None:
             copy.write_row(row)
 
 
-def _insert_messages(
-    rows: list[tuple[int, int, str, str, datetime]],
-    created: set[int],
-    mentioned: dict[tuple[int, int], set[tuple[str, str]]],
-) -> int:
-    """Store new messages and, in the same transaction, the email addresses and phone
-    numbers written in them (``mentioned``, by (conversation id, sequence), as
-    ``MessageMention`` rows), so erasure can find a subject in other people's chats through
-    an index instead of scanning every message."""
-    if not rows:
-        return 0
-    if connection.vendor == "postgresql":
-        # Messages of conversations this transaction created cannot exist yet (nobody else
-        # can know the new row id before we commit): they go straight in with COPY. The
-        # rest go through a staging table and ON CONFLICT, which makes re-sending harmless.
-        fresh = [row for row in rows if row[0] in created]
-        again = [row for row in rows if row[0] not in created] if created else rows
-        inserted_ids: list[tuple[int, int, int]] = []
-        inserted = 0
-        with connection.cursor() as cursor:
-            if fresh:
-                _copy_binary(
-                    cursor, f"COPY compliance_message {_MESSAGE_COLUMNS}", _MESSAGE_TYPES, fresh
-                )
-                inserted += len(fresh)
-                # The ids of the few fresh messages that mention someone, for their mentions.
-                pairs = [key for key in mentioned if key[0] in created]
-                if pairs:
-                    cursor.execute(
-                        "SELECT m.id, m.conversation_id, m.sequence FROM compliance_message m"
-                        " JOIN unnest(%s::bigint[], %s::integer[]) AS p (conversation_id, seq)"
-                        " ON m.conversation_id = p.conversation_id AND m.sequence = p.seq",
-                        [[c for c, _s in pairs], [q for _c, q in pairs]],
-                    )
-                    inserted_ids.extend(cursor.fetchall())
-            if again:
-                cursor.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS ingest_message_stage ("
-                    " conversation_id bigint, sequence integer, role varchar(16),"
-                    " text text, sent_at timestamptz) ON COMMIT DELETE ROWS"
-                )
-                cursor.execute("TRUNCATE ingest_message_stage")
-                _copy_binary(
-                    cursor, f"COPY ingest_message_stage {_MESSAGE_COLUMNS}", _MESSAGE_TYPES, again
-                )
-                cursor.execute(
-                    f"INSERT INTO compliance_message {_MESSAGE_COLUMNS}"  # noqa: S608 (constant)
-                    " SELECT conversation_id, sequence, role, text, sent_at"
-                    " FROM ingest_message_stage"
-                    " ON CONFLICT (conversation_id, sequence) DO NOTHING"
-                    " RETURNING id, conversation_id, sequence"
-                )
-                # Only rows inserted now get mentions: a skipped duplicate has its own already.
-                returned = cursor.fetchall()
-                inserted += len(returned)
-                inserted_ids.extend(returned)
-            if mentioned and inserted_ids:
-                _copy_binary(
-                    cursor,
-                    "COPY compliance_messagemention (message_id, type, value)",
-                    _MENTION_TYPES,
-                    (
-                        (message_id, mention_type, value)
-                        for message_id, conversation_id, sequence in inserted_ids
-                        for mention_type, value in mentioned.get((conversation_id, sequence), ())
-                    ),
-                )
-        return inserted
+def _message_rows(conversations, systems, stored, candidates: set[tuple[int, int]]):
+    """Yield each message's row as it is stored, minimised, and note in ``candidates`` the
+    ``(conversation id, sequence)`` of those that may hold an email address or phone number.
+    A generator: on PostgreSQL the rows are streamed to the COPY as they are made, so the
+    database stores the first while the rest are minimised."""
+    for item in conversations:
+        system = systems[item["system"]]
+        conversation_pk = stored[(system.pk, item["conversation_id"])]
+        for m in item["messages"]:
+            text = m["text"]
+            # One cheap shared pre-check lets most chat messages skip minimisation and
+            # mention indexing. Mentions are taken later from the stored (minimised) text:
+            # a redacted value is not in the log, so it is not a mention either.
+            if may_hold_identifiers(text):
+                text = minimise_text(system=system, text=text)
+                candidates.add((conversation_pk, m["sequence"]))
+            yield (conversation_pk, m["sequence"], m["role"], text, m["sent_at"])
+
+
+def _insert_messages(rows, created: set[int], candidates: set[tuple[int, int]]) -> int:
+    """Store the new messages of ``rows`` (see ``_message_rows``) and name the candidates
+    stored now in a pending mention scan, which a worker indexes after commit
+    (``compliance.mention_index``) so erasure can find a subject in other people's chats
+    through an index. Return how many messages were stored."""
+    if connection.vendor != "postgresql":
+        return _insert_messages_orm(list(rows), candidates)
+    again: list[tuple] = []
+    inserted = 0
+    with connection.cursor() as cursor:
+        if created:
+            # Messages of conversations this transaction created cannot exist yet (nobody
+            # else can know the new row id before we commit): they go straight in with COPY.
+            with cursor.cursor.copy(
+                f"COPY compliance_message {_MESSAGE_COLUMNS} FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(_MESSAGE_TYPES)
+                for row in rows:
+                    if row[0] in created:
+                        copy.write_row(row)
+                        inserted += 1
+                    else:
+                        again.append(row)
+        else:
+            again = list(rows)
+        stored_now = {pair for pair in candidates if pair[0] in created}
+        if again:
+            # The rest go through a staging table and ON CONFLICT, which makes re-sending
+            # harmless, also for two concurrent senders of one conversation.
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS ingest_message_stage ("
+                " conversation_id bigint, sequence integer, role varchar(16),"
+                " text text, sent_at timestamptz) ON COMMIT DELETE ROWS"
+            )
+            cursor.execute("TRUNCATE ingest_message_stage")
+            _copy_binary(
+                cursor, f"COPY ingest_message_stage {_MESSAGE_COLUMNS}", _MESSAGE_TYPES, again
+            )
+            cursor.execute(
+                f"INSERT INTO compliance_message {_MESSAGE_COLUMNS}"  # noqa: S608 (constant)
+                " SELECT conversation_id, sequence, role, text, sent_at"
+                " FROM ingest_message_stage"
+                " ON CONFLICT (conversation_id, sequence) DO NOTHING"
+                " RETURNING conversation_id, sequence"
+            )
+            # A skipped duplicate was named when it was first stored.
+            returned = cursor.fetchall()
+            inserted += len(returned)
+            stored_now.update(pair for pair in returned if pair in candidates)
+    mention_scan_queue(sorted(stored_now))
+    return inserted
+
+
+def _insert_messages_orm(rows: list[tuple], candidates: set[tuple[int, int]]) -> int:
     conversation_ids = {row[0] for row in rows}
     before = Message.objects.filter(conversation_id__in=conversation_ids).count()
     Message.objects.bulk_create(
@@ -520,22 +534,9 @@ def _insert_messages(
         ignore_conflicts=True,
         batch_size=500,
     )
-    if mentioned:
-        texts = {(c, s): t for c, s, _r, t, _at in rows}
-        stored = Message.objects.filter(conversation_id__in=conversation_ids).values_list(
-            "pk", "conversation_id", "sequence", "text"
-        )
-        MessageMention.objects.bulk_create(
-            (
-                MessageMention(message_id=pk, type=mention_type, value=value)
-                for pk, c, s, text in stored
-                # Same text: this upload's row, or an identical earlier one.
-                if (c, s) in mentioned and texts[(c, s)] == text
-                for mention_type, value in mentioned[(c, s)]
-            ),
-            ignore_conflicts=True,
-            batch_size=500,
-        )
+    # Without RETURNING it is unknown which were duplicates: name every candidate (indexing a
+    # message twice is harmless).
+    mention_scan_queue(sorted(candidates))
     return Message.objects.filter(conversation_id__in=conversation_ids).count() - before
 
 
@@ -583,28 +584,15 @@ def conversations_ingest(
             conversations, systems, disclosures, subject_ids
         )
 
-        rows = []
-        mentioned: dict[tuple[int, int], set[tuple[str, str]]] = {}
-        for item in conversations:
-            system = systems[item["system"]]
-            conversation_pk = stored[(system.pk, item["conversation_id"])]
-            for m in item["messages"]:
-                text = m["text"]
-                # One cheap shared pre-check lets most chat messages skip both scans.
-                if may_hold_identifiers(text):
-                    text = minimise_text(system=system, text=text)
-                    # Mentions come from the stored (minimised) text: a redacted value is
-                    # not in the log, so it is not a mention either.
-                    found = extract_mentions(text)
-                    if found:
-                        mentioned[(conversation_pk, m["sequence"])] = found
-                rows.append((conversation_pk, m["sequence"], m["role"], text, m["sent_at"]))
-        inserted = _insert_messages(rows, created_ids, mentioned)
+        candidates: set[tuple[int, int]] = set()
+        rows = _message_rows(conversations, systems, stored, candidates)
+        inserted = _insert_messages(rows, created_ids, candidates)
+        total = sum(len(item["messages"]) for item in conversations)
         result = IngestResult(
             conversations_created=created,
             conversations_seen=len(conversations),
             messages_created=inserted,
-            messages_skipped=len(rows) - inserted,
+            messages_skipped=total - inserted,
         )
         audit_record(
             actor=actor,

@@ -225,13 +225,19 @@ class AIDisclosure(models.Model):
 class Conversation(models.Model):
     """One conversation a plugin had, in the built-in log store."""
 
-    system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="conversations")
+    # No single-column indexes on system and subject: the unique constraint (system,
+    # external_id) and the (subject, started_at) index start with them, and every index is
+    # paid for on each conversation a plugin sends.
+    system = models.ForeignKey(
+        System, on_delete=models.PROTECT, related_name="conversations", db_index=False
+    )
     subject = models.ForeignKey(
         DataSubject,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="conversations",
+        db_index=False,
     )
     external_id = models.CharField(max_length=200, help_text=_("The plugin's conversation id."))
     started_at = models.DateTimeField()
@@ -267,8 +273,9 @@ class MessageRole(models.TextChoices):
 
 
 class Message(models.Model):
+    # No separate index on conversation: the unique constraint below starts with it.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     sequence = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=MessageRole.choices)
@@ -434,6 +441,19 @@ class MessageMention(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} mention in message {self.message_id}"
+
+
+class PendingMentionScan(models.Model):
+    """Messages an ingest stored whose mentions are not indexed yet: the few that may hold an
+    email address or phone number, as ``[conversation id, sequence]`` pairs. Written in the
+    ingest's transaction and deleted in the transaction that indexes them, so a message is
+    always either indexed or named here (see ``compliance.mention_index``)."""
+
+    messages = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"Pending mention scan {self.pk}"
 
 
 class AnswerFlagCategory(models.TextChoices):

@@ -31,3 +31,19 @@ def retention_enforce_scheduled() -> None:
     run, plan a new one, and hand each to a worker once the plan is committed."""
     for run_id in retention_runs_due(actor="celery-beat"):
         retention_run_dispatch(run_id=run_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def mentions_index_task(scan_id: int) -> None:
+    """Index the mentions of the messages one ingest stored (compliance.mention_index)."""
+    from compliance.mention_index import mentions_index_pending
+
+    mentions_index_pending(scan_ids=[scan_id], wait=False)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def mentions_index_sweep() -> None:
+    """Index whatever pending scan a lost task or a broker outage left behind."""
+    from compliance.mention_index import mentions_index_pending
+
+    mentions_index_pending(wait=False)

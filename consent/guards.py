@@ -32,11 +32,7 @@ def conversation_logging_guard(
     subject_ids = {s for s in subjects if s is not None}
     if not subject_ids:
         return {}
-    refusing = dict(
-        ConsentState.objects.filter(subject_id__in=subject_ids, purpose__slug=CONVERSATION_LOGGING)
-        .exclude(status=ConsentStatus.GRANTED)
-        .values_list("subject_id", "status")
-    )
+    refusing = _refusing(subject_ids)
     if not refusing:
         return {}
     flagged = [i for i, s in enumerate(subjects) if s is not None and s in refusing]
@@ -65,3 +61,16 @@ def conversation_logging_guard(
     for system_slug, count in Counter(items[i]["system"] for i in refused).items():
         ingest_refusal_count(system_slug=system_slug, count=count)
     return refused
+
+
+def _refusing(subject_ids: set[UUID]) -> dict[UUID, str]:
+    """{subject id: status} of those of these subjects whose conversation-logging state is
+    anything but granted."""
+    return dict(
+        # __any: one array parameter, not a placeholder per customer (compliance.lookups).
+        ConsentState.objects.filter(
+            subject_id__any=list(subject_ids), purpose__slug=CONVERSATION_LOGGING
+        )
+        .exclude(status=ConsentStatus.GRANTED)
+        .values_list("subject_id", "status")
+    )

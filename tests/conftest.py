@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from compliance.services import api_client_create, api_key_issue
+
+# No per-example deadline: Hypothesis tests check properties, not speed (that is bench/'s
+# job), and a shared CI machine can make any example slow.
+hypothesis_settings.register_profile("compliance", deadline=None)
+hypothesis_settings.load_profile("compliance")
 
 
 def pytest_configure(config):

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import ProtectedError
+from django.db.models.signals import pre_delete
 
 from compliance import models
 from compliance.connectors import (
@@ -21,12 +22,28 @@ from compliance.connectors import (
     SubjectKeys,
     get_connector,
 )
-from compliance.connectors.builtin import BuiltinConnector, _delete_cascading
+from compliance.connectors.builtin import (
+    BuiltinConnector,
+    _delete_cascading,
+    _delete_messages_orm,
+    _delete_messages_sql,
+    _id_batches_orm,
+    _id_batches_sql,
+)
 from compliance.ingest import conversations_ingest
+from compliance.mention_index import mentions_index_pending
 from compliance.mentions import phone_lookup_values
-from compliance.models import AuditEvent, Conversation, Message, MessageMention, System
+from compliance.models import (
+    AnswerFlag,
+    AuditEvent,
+    Conversation,
+    Message,
+    MessageMention,
+    PendingMentionScan,
+    System,
+)
 from compliance.services import ServiceError
-from tests.factories import LogSourceFactory, SubjectFactory, SystemFactory
+from tests.factories import AnswerFlagFactory, LogSourceFactory, SubjectFactory, SystemFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -160,6 +177,7 @@ def test_the_sql_and_orm_mention_searches_agree(source, logs, keys):
     }[keys]
     connector = get_connector(source)
     phones = sorted({v for p in chosen.phones for v in phone_lookup_values(p)})
+    mentions_index_pending(wait=True)  # what the public methods do first
 
     by_sql = list(connector._mention_rows(chosen))
     by_orm = list(connector._mention_rows_orm(chosen, sorted(chosen.emails), phones))
@@ -281,6 +299,7 @@ def test_keys_without_identities_find_and_erase_nothing(source, logs):
 def test_ingest_indexes_mentions_once_even_when_a_conversation_is_sent_again(shop):
     push(shop, "c-1", BOB, "I am ana@example.com, or call 020 7946 0958")
     push(shop, "c-1", BOB, "I am ana@example.com, or call 020 7946 0958", "a new one")
+    mentions_index_pending(wait=True)
 
     values = sorted(MessageMention.objects.values_list("type", "value"))
     assert values == [("email", "ana@example.com"), ("phone", "national:2079460958")]
@@ -318,6 +337,7 @@ def test_the_mention_lookup_uses_the_index_and_never_scans_messages(source, logs
 
 
 def test_backfill_indexes_messages_stored_before_the_index(source, logs):
+    mentions_index_pending(wait=True)
     MessageMention.objects.all().delete()
     assert get_connector(source).count(keys_of(ANA)).mentions == 0
 
@@ -463,6 +483,115 @@ def test_purge_refuses_a_naive_cutoff_and_a_foreign_cursor(source, aged):
     with pytest.raises(ServiceError):
         list(connector.purge(older_than=T0, strategy="delete", resume_after="file.jsonl"))
     assert Message.objects.count() == 10
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["no hold", "ana held"])
+@pytest.mark.parametrize("strategy", [PurgeStrategy.DELETE, PurgeStrategy.REDACT])
+def test_the_sql_and_orm_purges_pick_the_same_batches(source, aged, held, strategy):
+    mentions_index_pending(wait=True)  # what purge does first
+    Message.objects.filter(conversation__external_id="bob-old", sequence=0).update(
+        text=ERASED_MARKER  # redacted by an earlier run: no more work for a redact purge
+    )
+    connector = get_connector(source)
+    candidates = connector._purge_candidates(
+        older_than=T0 + timedelta(days=3),
+        strategy=strategy,
+        exclude=[keys_of(ANA)] if held else [],
+    )
+
+    by_sql = list(_id_batches_sql(candidates, after=0, batch_size=2))
+    by_orm = list(_id_batches_orm(candidates, after=0, batch_size=2))
+
+    assert by_sql == by_orm
+    picked = Message.objects.filter(pk__in=[pk for batch in by_sql for pk in batch])
+    expected = {("bob-old", 1), ("bob-old", 2)}
+    if strategy == PurgeStrategy.DELETE:
+        expected.add(("bob-old", 0))
+    if not held:  # Ana's own messages, and the anonymous one that quotes her email
+        expected |= {("ana-old", 0), ("ana-old", 1), ("ana-old", 2), ("anon", 0)}
+    assert set(picked.values_list("conversation__external_id", "sequence")) == expected
+    resumed = by_sql[0][-1]  # a run interrupted after its first batch goes on from here
+    assert list(_id_batches_sql(candidates, after=resumed, batch_size=2)) == by_sql[1:]
+    assert list(_id_batches_orm(candidates, after=resumed, batch_size=2)) == by_sql[1:]
+
+
+def test_the_sql_and_orm_deletes_leave_exactly_the_same_rows(source, aged):
+    # Carol's chat quotes her email in the old message and goes on after the cut-off.
+    push(aged, "carol-old", None, "mail carol@example.com", "done", step=timedelta(days=5))
+    mentions_index_pending(wait=True)
+    cutoff = T0 + timedelta(days=3)
+    ana = {m.sequence: m for m in Message.objects.filter(conversation__external_id="ana-old")}
+    AnswerFlagFactory(message=ana[1])  # on a message past the cut-off: it goes with it
+    kept_flag = AnswerFlagFactory(message=ana[4])
+    ids = sorted(Message.objects.filter(sent_at__lt=cutoff).values_list("pk", flat=True))
+
+    def rows_left_by(delete) -> tuple:
+        with transaction.atomic():
+            deleted = delete(ids)
+            with connection.cursor() as cursor:
+                # Foreign keys are checked at commit; make PostgreSQL check now that none
+                # dangles, then put the session back as it was.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            left = (
+                deleted,
+                sorted(Message.objects.values_list("conversation__external_id", "sequence")),
+                sorted(MessageMention.objects.values_list("message_id", "value")),
+                sorted(AnswerFlag.objects.values_list("pk", flat=True)),
+                sorted(Conversation.objects.values_list("external_id", flat=True)),
+            )
+            transaction.set_rollback(True)
+        return left
+
+    by_sql = rows_left_by(_delete_messages_sql)
+    by_orm = rows_left_by(_delete_messages_orm)
+
+    assert by_sql == by_orm
+    deleted, messages, mentions, flags, conversations = by_sql
+    assert deleted == len(ids) == 8
+    assert messages == [
+        ("ana-old", 3),
+        ("ana-old", 4),
+        ("bob-old", 3),
+        ("carol-old", 1),
+    ]
+    assert mentions == []  # both quoted emails were in purged messages
+    assert flags == [kept_flag.pk]
+    assert conversations == ["ana-old", "bob-old", "carol-old"]  # the anonymous one emptied
+
+
+def test_purge_indexes_pending_mentions_before_its_first_batch(source, aged):
+    assert PendingMentionScan.objects.exists()  # ingest left the index to a worker
+
+    batches = get_connector(source).purge(
+        older_than=T0 + timedelta(days=30), strategy=PurgeStrategy.DELETE, exclude=[keys_of(ANA)]
+    )
+
+    # Done on the call, not inside the first batch's transaction, which must stay short.
+    assert not PendingMentionScan.objects.exists()
+    assert sum(b.affected for b in batches) == 4  # Bob's; the chat quoting Ana's email stays
+    assert texts("anon") == ["I am ana@example.com"]
+
+
+def test_a_delete_receiver_on_messages_sends_the_purge_through_djangos_collector(source, aged):
+    deleted_one_by_one = []
+
+    def receiver(sender, instance, **kwargs):
+        deleted_one_by_one.append(instance.pk)
+
+    pre_delete.connect(receiver, sender=Message, weak=False, dispatch_uid="test-purge-receiver")
+    try:
+        batches = list(
+            get_connector(source).purge(
+                older_than=T0 + timedelta(days=2), strategy=PurgeStrategy.DELETE, batch_size=2
+            )
+        )
+    finally:
+        pre_delete.disconnect(sender=Message, dispatch_uid="test-purge-receiver")
+
+    assert sum(b.affected for b in batches) == len(deleted_one_by_one) == 5
+    assert texts("ana-old") == ["ana 2", "ana 3", "ana 4"]
+    assert not Conversation.objects.filter(external_id="anon").exists()
 
 
 def test_subject_keys_include_the_external_id():

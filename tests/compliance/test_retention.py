@@ -383,6 +383,39 @@ def test_an_interrupted_run_resumes_from_its_cursor_without_double_counting(dpo)
     )
 
 
+@enforcing
+def test_a_batch_that_fails_is_rolled_back_with_its_count(dpo):
+    system = SystemFactory()
+    source = LogSourceFactory(system=system)
+    conv = conversation(system, subject=SubjectFactory(), ages=[300, 250, 200, 150, 120, 10])
+    blocked = conv.messages.get(sequence=2)  # in the second batch of two
+    rule = policy(dpo, days=90, source_id=source.pk)
+    with connection.cursor() as cursor:
+        # Another team's table that keeps one of our messages as evidence, with a foreign
+        # key checked at once: deleting that message fails mid-batch.
+        cursor.execute(
+            "CREATE TABLE retention_test_evidence"
+            " (message_id bigint NOT NULL REFERENCES compliance_message (id))"
+        )
+        cursor.execute("INSERT INTO retention_test_evidence VALUES (%s)", [blocked.pk])
+    try:
+        failed = retention_enforce(actor="test", policy=rule, batch_size=2)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE retention_test_evidence")
+
+    row = run_row(failed, source)
+    assert failed.status == RetentionRunStatus.COMPLETED_WITH_FAILURES
+    assert (row.status, row.acted_on) == (RetentionRunSourceStatus.FAILED, 2)
+    assert "ForeignKeyViolation" in row.error
+    # The first batch and its count committed; the second left nothing behind.
+    assert ages_left() == [10, 120, 150, 200]
+
+    again = retention_enforce(actor="test", policy=rule, batch_size=2)
+    assert (again.status, run_row(again, source).acted_on) == (RetentionRunStatus.COMPLETED, 3)
+    assert ages_left() == [10]
+
+
 def _subprocess_env() -> dict[str, str]:
     db = connection.settings_dict
     url = (
