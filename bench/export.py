@@ -36,10 +36,12 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchdb import admin as _admin  # noqa: E402
+from benchdb import dsn as _dsn  # noqa: E402
 
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/compliance"
 SUBJECT_ID = "C-BENCH-1"
@@ -86,21 +88,6 @@ WORDS = [
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-
-
-def _dsn(url: str, dbname: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in {"postgres", "postgresql"}:
-        sys.exit(f"DATABASE_URL must name a PostgreSQL server, not {parsed.scheme or url!r}.")
-    return parsed._replace(path=f"/{dbname}").geturl()
-
-
-def _admin(url: str):
-    import psycopg
-
-    return psycopg.connect(
-        _dsn(url, "postgres").replace("postgres://", "postgresql://", 1), autocommit=True
-    )
 
 
 def _django(database_url: str, var_dir: str) -> None:

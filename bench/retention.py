@@ -47,6 +47,10 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchdb import create_database as _create_database  # noqa: E402
+from benchdb import drop_database as _drop_database  # noqa: E402
+from benchdb import dsn as _dsn  # noqa: E402
+
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/compliance"
 SYSTEM_SLUG = "bench-retention"
 ACTOR = "bench"
@@ -75,36 +79,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # --- The benchmark's own database -------------------------------------------------------------
-
-
-def _dsn(url: str, dbname: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
-        sys.exit(f"DATABASE_URL must name a PostgreSQL server, not {parsed.scheme or url!r}.")
-    return parsed._replace(scheme="postgresql", path=f"/{dbname}").geturl()
-
-
-def _admin(url: str) -> psycopg.Connection:
-    try:
-        return psycopg.connect(_dsn(url, "postgres"), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        sys.exit(f"Cannot reach PostgreSQL for the benchmark ({first}).")
-
-
-def _create_database(url: str, name: str) -> None:
-    with _admin(url) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def _drop_database(url: str, name: str) -> None:
-    with _admin(url) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def _settle(dsn: str) -> None:

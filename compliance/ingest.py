@@ -288,7 +288,7 @@ def _create_new_subjects(refs, known, *, actor: str) -> None:
             known[pair] = subject.pk
 
 
-def _copy_instances(model, objs, *, with_pk: bool, table: str = "") -> None:
+def _copy_instances(model, objs, *, with_pk: bool) -> None:
     """INSERT unsaved instances with COPY: every concrete column, prepared as ``save()``
     prepares it (``pre_save`` fills ``auto_now`` fields), at a fraction of ``bulk_create``'s
     cost for a thousand rows. Ids are not read back: give uuid keys (``with_pk``) or need
@@ -296,7 +296,7 @@ def _copy_instances(model, objs, *, with_pk: bool, table: str = "") -> None:
     fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
     quote = connection.ops.quote_name
     statement = "COPY {} ({}) FROM STDIN".format(
-        quote(table or model._meta.db_table), ", ".join(quote(f.column) for f in fields)
+        quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields)
     )
     with (
         connection.cursor() as cursor,

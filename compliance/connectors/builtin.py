@@ -17,7 +17,6 @@ from datetime import datetime
 from functools import reduce
 from operator import or_
 
-import psycopg
 from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connection, transaction
 from django.db.models import (
@@ -66,6 +65,7 @@ from compliance.models import (
     Message,
     MessageMention,
 )
+from compliance.pg import server_binding_cursor
 from compliance.services import ServiceError
 
 _CHUNK = 2000
@@ -102,9 +102,10 @@ def _pairs(keys: SubjectKeys) -> list[tuple[str, str]]:
 
 @contextmanager
 def _pg_cursor() -> Iterator:
-    """psycopg's own cursor on Django's connection (same transaction, same type loaders).
-    It binds parameters on the server; Django's cursor spends longer composing a statement
-    than PostgreSQL spends answering these. PostgreSQL only (``%s`` placeholders)."""
+    """psycopg's own cursor on Django's connection (same transaction, same type loaders),
+    without Django's cursor wrapper. It still binds parameters on the client (Django makes
+    the connection's cursors ClientCursors); where whole id lists are sent, use
+    ``compliance.pg.server_binding_cursor``. PostgreSQL only (``%s`` placeholders)."""
     connection.ensure_connection()
     with connection.connection.cursor() as cursor:
         yield cursor
@@ -210,17 +211,6 @@ def _delete_cascading(queryset: QuerySet, count: type) -> int:
     return deleted_count
 
 
-@contextmanager
-def _pg_bound_cursor() -> Iterator:
-    """A psycopg cursor on Django's connection (same transaction) that binds parameters on
-    the server. Django's cursors, and ``_pg_cursor``'s, bind on the client: a list of
-    thousands of ids is then written into the statement, and psycopg took longer to
-    compose such a statement than PostgreSQL took to run it. PostgreSQL only."""
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
-
-
 def _id_batches(candidates: QuerySet, *, after: int, batch_size: int) -> Iterator[list[int]]:
     """The primary keys of ``candidates`` greater than ``after``, in order, ``batch_size``
     at a time, each batch read when the one before it has been worked."""
@@ -247,7 +237,7 @@ def _id_batches_sql(candidates: QuerySet, *, after: int, batch_size: int) -> Ite
     # primary key from ``after``.
     query = f"SELECT id FROM ({subquery}) AS candidate (id) WHERE id > %s ORDER BY id LIMIT %s"  # noqa: S608
     while True:
-        with _pg_bound_cursor() as cursor:
+        with server_binding_cursor() as cursor:
             cursor.execute(query, [*params, after, batch_size])
             ids = [pk for (pk,) in cursor.fetchall()]
         if not ids:
@@ -284,7 +274,7 @@ def _delete_messages_sql(ids: list[int]) -> int:
         f" (SELECT 1 FROM {quote(message.db_table)} m WHERE m.{column} = c.{pk})"
         f" RETURNING c.{pk}"
     )
-    with _pg_bound_cursor() as cursor:
+    with server_binding_cursor() as cursor:
         for _, statement, params in cascade:
             cursor.execute(statement, params)
         cursor.execute(f"{delete_messages} RETURNING {column}", messages)

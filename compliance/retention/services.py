@@ -11,7 +11,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -489,7 +489,10 @@ def _safe_error(exc: BaseException) -> str:
         return exc.reason
     if isinstance(exc, ServiceError):
         return exc.message
-    return f"{exc.__class__.__name__}; see the worker log for the run source id."
+    # Django wraps driver errors (IntegrityError from ForeignKeyViolation): name the driver's,
+    # the more specific.
+    cause = exc.__cause__ if isinstance(exc, DatabaseError) and exc.__cause__ else exc
+    return f"{cause.__class__.__name__}; see the worker log for the run source id."
 
 
 def _count_held(connector, exclude, cutoff: datetime | None) -> int:
