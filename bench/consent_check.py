@@ -25,8 +25,8 @@ steady state):
 3. ``POST /api/v1/consent/check`` with batches of 1,000 random pairs: pairs per second.
 
 ``--rounds N`` repeats phases 1 and 2 N times, alternating, and reports the median ratio, so
-a change of load on a shared machine weighs on both. ``--floor`` also measures a WSGI
-application that only returns a constant (``bench/constant_wsgi.py``) under the same
+a change of load on a shared machine weighs on both. ``--floor`` also measures an ASGI
+application that only returns a constant (``bench/constant_asgi.py``) under the same
 gunicorn settings and load: the best p99 this machine gives at that concurrency.
 
 It prints requests/s, p50 and p99 of each and the ratio check/healthz, then stops gunicorn
@@ -148,7 +148,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--floor",
         action="store_true",
-        help="also measure a constant WSGI app under the same gunicorn settings",
+        help="also measure a constant ASGI app under the same gunicorn settings",
     )
     return parser.parse_args(argv)
 
@@ -330,7 +330,7 @@ def _free_port() -> int:
 
 
 def _start_gunicorn(
-    env: dict[str, str], port: int, app: str = "compliance.wsgi", cwd: Path = ROOT
+    env: dict[str, str], port: int, app: str = "compliance.asgi", cwd: Path = ROOT
 ) -> subprocess.Popen:
     gunicorn = Path(sys.executable).parent / "gunicorn"
     env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])}
@@ -448,10 +448,10 @@ def _prewarm(port: int, raw_key: str, subjects: int, batch: int) -> float:
 
 
 def _floor(env: dict[str, str], args) -> dict:
-    """A WSGI app that returns a constant, under the same gunicorn settings and wrk load."""
+    """An app that returns a constant, under the same gunicorn settings and wrk load."""
     port = _free_port()
     process = _start_gunicorn(
-        env, port, app="constant_wsgi:application", cwd=Path(__file__).resolve().parent
+        env, port, app="constant_asgi:application", cwd=Path(__file__).resolve().parent
     )
     try:
         return _phase(port, "constant", "/healthz", "", args)
@@ -501,8 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         from compliance import gunicorn_conf
 
         print(
-            f"gunicorn ({gunicorn_conf.workers} workers x {gunicorn_conf.threads} threads, "
-            f"{gunicorn_conf.worker_class}) on 127.0.0.1:{port}; wrk -t{args.wrk_threads} "
+            f"gunicorn ({gunicorn_conf.workers} workers, {gunicorn_conf.worker_class}, "
+            f"{os.environ.get('WEB_THREADS', '4')} threads each for Django) on 127.0.0.1:{port}; "
+            f"wrk -t{args.wrk_threads} "
             f"-c{args.connections}, {args.duration} s per phase after {args.warmup} s warm-up; "
             f"{_load()}"
         )
@@ -541,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             + f"   ({batch['rps']:.1f} req/s, {args.batch_connections} clients)"
         )
         if floor is not None:
-            print(_line("constant WSGI app (floor)", floor))
+            print(_line("constant ASGI app (floor)", floor))
         ratios = " ".join(f"{c['rps'] / h['rps']:.2f}" for h, c in rounds)
         print(
             f"check / healthz throughput: {ratio:.2f} (aim >= {AIM_RATIO})"

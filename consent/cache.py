@@ -286,10 +286,16 @@ class RawRedis:
     """The consent cache's Redis server itself, for a reader that runs a script there."""
 
     def __init__(
-        self, caches: dict, client: Any, prefix: str, loads: Callable[[bytes], object]
+        self,
+        caches: dict,
+        client: Any,
+        prefix: str,
+        loads: Callable[[bytes], object],
+        location: str,
     ) -> None:
         self.caches = caches  # the CACHES setting it was made for
         self.client = client  # redis.Redis, with a connection pool of its own
+        self.location = location  # the server's URL (the ASGI front connects there too)
         self.prefix = prefix  # what Django's key function puts before every key
         self.loads = loads  # how Django's cache reads the values it wrote
         self._local = threading.local()
@@ -342,7 +348,11 @@ def raw_redis() -> RawRedis | None:
         client = backend._cache
         pool = client._pool_class.from_url(location, **client._pool_options)
         _raw = RawRedis(
-            settings.CACHES, client._client(connection_pool=pool), prefix, client._serializer.loads
+            settings.CACHES,
+            client._client(connection_pool=pool),
+            prefix,
+            client._serializer.loads,
+            location,
         )
         return _raw
 

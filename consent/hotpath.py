@@ -42,12 +42,14 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from string import Template
 from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core import signals
 from django.core.signals import setting_changed
+from django.db import connection
 from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -179,7 +181,7 @@ def render(fields: dict) -> bytes:
     return _JSON.encode(fields).encode()
 
 
-class _Lifecycle:
+class Lifecycle:
     """Django's request signals for a request answered outside Django's handler, sent only
     if it reaches the database (they manage connections; nothing else listens for a hit).
     Inside Django's handler (``environ`` None) Django sends them itself."""
@@ -197,12 +199,18 @@ class _Lifecycle:
         if self.started:
             signals.request_finished.send(sender=ConsentCheckShortcut)
 
+    def in_transaction(self) -> bool:
+        """Whether the database connection is in a transaction (a catalogue read there is
+        not the one the token names: ``cache.catalogue``)."""
+        return connection.in_atomic_block
+
 
 _redis_failed_at = 0.0
 _redis_failed_lock = threading.Lock()
 
 
-def _redis_failed() -> None:
+def redis_failed() -> None:
+    """Stand aside for ``REDIS_RETRY_SECONDS``, and say so once per period."""
     global _redis_failed_at
     with _redis_failed_lock:
         if time.monotonic() - _redis_failed_at > REDIS_RETRY_SECONDS:
@@ -213,8 +221,7 @@ def _redis_failed() -> None:
 _EVALSHA = (b"EVALSHA", CHECK_SCRIPT_SHA.encode(), b"2")
 
 
-def _run_script(redis, keys: list[str], args: list[str]) -> list:
-    command = [*_EVALSHA, *(k.encode() for k in keys), *(a.encode() for a in args)]
+def _run_script(redis, command: tuple[bytes, ...]) -> list:
     try:
         return redis.execute(*command)
     except NoScriptError:  # a new or restarted server: load it once
@@ -226,9 +233,21 @@ def _run_script(redis, keys: list[str], args: list[str]) -> list:
 HANDED_OVER = "consent.hotpath.handed_over"
 
 
-def answer(environ, lifecycle: _Lifecycle | None = None) -> bytes | None:
-    """The JSON body of the 200 answer to this GET, or None: ConsentCheckView answers it.
-    ``lifecycle`` when called outside Django's handler (the WSGI shortcut)."""
+@dataclass(slots=True)
+class Plan:
+    """A check the hot path can try: what ``settle`` needs, and the script's command."""
+
+    slug: str
+    ref: dict
+    digest: str
+    known: cache.Catalogue
+    redis: cache.RawRedis
+    rate: int
+    command: tuple[bytes, ...]
+
+
+def plan(environ) -> Plan | None:
+    """The script to run for this GET, or None: ConsentCheckView answers it. No I/O."""
     if (
         not settings.CONSENT_CHECK_HOT_PATH
         or HANDED_OVER in environ
@@ -254,32 +273,58 @@ def answer(environ, lifecycle: _Lifecycle | None = None) -> bytes | None:
     except InvalidIdentity:
         return None
     redis = cache.raw_redis()
-    if redis is None or time.monotonic() - _redis_failed_at < REDIS_RETRY_SECONDS:
+    if redis is None or redis_standing_aside():
         return None
 
     digest = cache.identity_digest(ref["type"], ref["value"])
     now = time.time()
     rate = settings.API_RATE_PER_MINUTE
     prefix = redis.prefix
-    try:
-        reply = _run_script(
-            redis,
-            [prefix + auth.lean_record_key(raw_key), prefix + cache.identity_key(digest)],
-            [prefix, str(int(now)), str(rate), str(int(now // throttling.WINDOW_SECONDS))],
-        )
-    except (RedisConnectionError, RedisTimeoutError):
-        _redis_failed()
+    keys = (prefix + auth.lean_record_key(raw_key), prefix + cache.identity_key(digest))
+    args = (prefix, str(int(now)), str(rate), str(int(now // throttling.WINDOW_SECONDS)))
+    command = (*_EVALSHA, *(k.encode() for k in keys), *(a.encode() for a in args))
+    return Plan(slug, ref, digest, known, redis, rate, command)
+
+
+def redis_standing_aside() -> bool:
+    """True for a while after Redis failed (``REDIS_RETRY_SECONDS``)."""
+    return time.monotonic() - _redis_failed_at < REDIS_RETRY_SECONDS
+
+
+def answer(environ, lifecycle: Lifecycle | None = None) -> bytes | None:
+    """The JSON body of the 200 answer to this GET, or None: ConsentCheckView answers it.
+    ``lifecycle`` when called outside Django's handler (the WSGI shortcut)."""
+    planned = plan(environ)
+    if planned is None:
         return None
-    if not reply[0] or (rate and reply[1] > rate):
+    try:
+        reply = _run_script(planned.redis, planned.command)
+    except (RedisConnectionError, RedisTimeoutError):
+        redis_failed()
+        return None
+    return settle(planned, reply, lifecycle or Lifecycle())
+
+
+def settle(planned: Plan, reply: list, lifecycle: Lifecycle) -> bytes | None:
+    """The answer from the script's reply: the body, or None (the full view answers).
+    Nothing here reads PostgreSQL or writes anywhere before ``lifecycle.database()``, so a
+    caller that cannot wait on the database (the ASGI front's event loop) stops there and
+    settles again in a thread."""
+    if not reply[0] or (planned.rate and reply[1] > planned.rate):
         return None  # authentication, the scope or the rate: the full view answers
 
+    redis, slug = planned.redis, planned.slug
     _, _, catalogue_raw, entry_raw, token_raw, blob_raw, *_ = [*reply, None, None, None]
     catalogue_token = redis.loads(catalogue_raw) if catalogue_raw is not None else None
-    lifecycle = lifecycle or _Lifecycle()
-    if catalogue_token is None or catalogue_token != known.token:
+    if (
+        catalogue_token is not None
+        and catalogue_token == planned.known.token
+        and not lifecycle.in_transaction()
+    ):
+        catalogue = planned.known  # what cache.catalogue() answers, without asking
+    else:
         lifecycle.database()  # the catalogue moved: reload it
-        catalogue_token = catalogue_token or cache.catalogue_token_create()
-    catalogue = cache.catalogue(catalogue_token)
+        catalogue = cache.catalogue(catalogue_token or cache.catalogue_token_create())
     purpose = catalogue.by_slug.get(slug)
     if purpose is None:
         return None  # removed since this process loaded it: the full view says 404
@@ -300,7 +345,7 @@ def answer(environ, lifecycle: _Lifecycle | None = None) -> bytes | None:
             cache.store({subject_id: (token, states)})
     else:
         lifecycle.database()
-        entry, states = _subject_from_database(ref, digest)
+        entry, states = _subject_from_database(planned.ref, planned.digest)
 
     if entry is None:
         jurisdiction, restricted_at = settings.CONSENT_UNKNOWN_SUBJECT_JURISDICTION, None
@@ -420,6 +465,12 @@ def security_headers(secure: bool) -> list[tuple[str, str]]:
     return headers
 
 
+def failed(exc: BaseException) -> None:
+    """An unexpected error of the hot path: the full view answers. Its class only: a
+    message may quote input."""
+    logger.error("consent check hot path failed (%s); the full view answers", type(exc).__name__)
+
+
 class ConsentCheckShortcut:
     """WSGI wrapper: ``GET /api/v1/consent/check`` answered by ``answer`` before Django's
     handler when it can, with the headers the middleware would add; every other request,
@@ -456,35 +507,37 @@ class ConsentCheckShortcut:
         return self.application(environ, start_response)
 
     def _answer(self, environ) -> tuple[list[tuple[str, str]], bytes] | None:
-        secure = _is_secure(environ)
-        if (
-            (settings.SECURE_SSL_REDIRECT and not secure)
-            or environ.get("CONTENT_LENGTH") not in (None, "", "0")
-            or not self._host_allowed(environ)
-        ):
-            return None  # a redirect, a body or a bad host: the middleware answers
-        lifecycle = _Lifecycle(environ)
+        if not self.admits(environ):
+            return None
+        lifecycle = Lifecycle(environ)
         try:
             body = answer(environ, lifecycle)
         except Exception as exc:
-            logger.error(
-                "consent check hot path failed (%s); the full view answers",
-                exc.__class__.__name__,
-            )
+            failed(exc)
             body = None
         finally:
             lifecycle.finish()
-        if body is None:
-            return None
-        frame, security = response_headers(secure)
-        headers = [
+        return None if body is None else (self.headers(environ, body), body)
+
+    def admits(self, environ) -> bool:
+        """False for what the middleware answers itself: an HTTPS redirect, a request with
+        a body, a host Django refuses."""
+        return not (
+            (settings.SECURE_SSL_REDIRECT and not _is_secure(environ))
+            or environ.get("CONTENT_LENGTH") not in (None, "", "0")
+            or not self._host_allowed(environ)
+        )
+
+    def headers(self, environ, body: bytes) -> list[tuple[str, str]]:
+        """The answer's headers, as the view under Django's middleware writes them."""
+        frame, security = response_headers(_is_secure(environ))
+        return [
             ("Content-Type", "application/json"),
             ("Allow", self._allowed_methods()),
             *frame,
             ("Content-Length", str(len(body))),
             *security,
         ]
-        return headers, body
 
     def _allowed_methods(self) -> str:
         if self._allow is None:

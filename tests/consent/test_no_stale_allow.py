@@ -1,8 +1,9 @@
 """No caller ever gets `allowed: true` after a withdrawal has been acknowledged: the consent
 check's cache is invalidated only after the withdrawal commits, and a reader that raced the
 commit cannot put the old grant back (see consent/cache.py). These tests commit for real,
-and read through both ways in: the URL's view and the WSGI shortcut over HTTP (the hot path,
-consent/hotpath.py, which also caches the identity's subject)."""
+and read through every way in: the URL's view, the WSGI shortcut over HTTP (the hot path,
+consent/hotpath.py, which also caches the identity's subject) and the deployed ASGI front
+(consent/hotpath_asgi.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import compliance.wsgi
 from compliance.models import Jurisdiction
 from consent import cache, hotpath, selectors, services
 from consent.models import LawfulBasis
+from tests.consent.asgi_support import LiveAsgi
 from tests.consent.wsgi_support import LiveWsgi, call_wsgi
 from tests.factories import PurposeFactory, SubjectFactory
 
@@ -72,10 +74,11 @@ class _TestClientReader:
 
 
 class _HttpReader:
-    """Checks over HTTP to the deployed WSGI application, whose shortcut answers them
-    before Django's handler."""
+    """Checks over HTTP to a deployed application: the WSGI one, whose shortcut answers
+    them before Django's handler, or the ASGI one, whose front answers them in its event
+    loop."""
 
-    def __init__(self, server: LiveWsgi, raw_key: str):
+    def __init__(self, server: LiveWsgi | LiveAsgi, raw_key: str):
         self.server, self.headers = server, {"Authorization": f"Bearer {raw_key}"}
 
     def allowed(self) -> bool:
@@ -101,29 +104,35 @@ def test_a_losing_reader_s_old_grant_is_not_served_by_the_hot_path_either(
     assert (answer["allowed"], answer["reason"]) == (False, "withdrawn")
 
 
-@pytest.mark.parametrize("transport", ["test client", "http"])
+@pytest.mark.parametrize("transport", ["test client", "http", "asgi"])
 def test_checks_from_other_connections_never_allow_after_an_acknowledged_withdrawal(
     make_api, marketing, customer, transport, monkeypatch
 ):
-    # Counts what the hot path answered itself (it still does all the work).
+    # Counts what the hot path answered itself (it still does all the work): through
+    # answer() on the WSGI paths, through settle() in the ASGI front.
     answered_hot = []
-    hot_answer = hotpath.answer
+    name = "settle" if transport == "asgi" else "answer"
+    hot_path = getattr(hotpath, name)
 
     def counted(*args, **kwargs):
-        body = hot_answer(*args, **kwargs)
+        body = hot_path(*args, **kwargs)
         answered_hot.append(body is not None)
         return body
 
-    monkeypatch.setattr(hotpath, "answer", counted)
+    monkeypatch.setattr(hotpath, name, counted)
     writer = make_api("consent:write")
     raw_read_key = make_api("consent:read").raw_key
     # A new HTTP connection, thread and database connection per request: slower readers,
     # so longer windows to read in.
-    pause = 0.02 if transport == "test client" else 0.08
+    pause = 0.08 if transport == "http" else 0.02
     answers: list[tuple[float, bool]] = []
     errors: list[BaseException] = []
     stop = threading.Event()
-    server = LiveWsgi(compliance.wsgi.application) if transport == "http" else None
+    server = {
+        "http": lambda: LiveWsgi(compliance.wsgi.application),
+        "asgi": LiveAsgi,
+        "test client": lambda: None,
+    }[transport]()
 
     def read_in_a_loop() -> None:
         if server is None:

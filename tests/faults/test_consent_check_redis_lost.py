@@ -1,6 +1,8 @@
 """Stop Redis under the consent check, start it again: the check answers throughout, from
 the database while Redis is away (as the full view always did), and the hot path takes over
-again once it is back. The Redis here is this test's own on a spare port."""
+again once it is back, in the WSGI shortcut and in the deployed ASGI front (whose pipelined
+connection must notice the loss and connect again). The Redis here is this test's own on a
+spare port."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import compliance.wsgi
 from compliance.models import Jurisdiction
 from consent import services
 from consent.models import LawfulBasis
+from tests.consent.asgi_support import LiveAsgi
 from tests.consent.wsgi_support import LiveWsgi
 from tests.factories import PurposeFactory, SubjectFactory
 
@@ -21,8 +24,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 QUERY = {"subject": "customer_id:OUTAGE-1", "purpose": "marketing"}
 
 
+@pytest.mark.parametrize("server_kind", ["wsgi", "asgi"])
 def test_the_check_answers_from_the_database_while_redis_is_down(
-    own_redis, settings, make_api, monkeypatch
+    own_redis, settings, make_api, monkeypatch, server_kind
 ):
     settings.CACHES = {
         "default": {
@@ -31,22 +35,24 @@ def test_the_check_answers_from_the_database_while_redis_is_down(
             "KEY_PREFIX": "consent-outage",
         }
     }
-    # Counts what the hot path answered itself (it still does all the work).
+    # Counts what the hot path answered itself (it still does all the work): answer() on
+    # the WSGI shortcut, settle() in the ASGI front (which runs the script itself).
     from consent import hotpath
 
     answered_hot = []
-    hot_answer = hotpath.answer
+    name = "answer" if server_kind == "wsgi" else "settle"
+    hot_path = getattr(hotpath, name)
 
     def counted(*args, **kwargs):
-        body = hot_answer(*args, **kwargs)
+        body = hot_path(*args, **kwargs)
         answered_hot.append(body is not None)
         return body
 
-    monkeypatch.setattr(hotpath, "answer", counted)
+    monkeypatch.setattr(hotpath, name, counted)
     marketing = PurposeFactory(slug="marketing", lawful_basis=LawfulBasis.CONSENT)
     customer = SubjectFactory(external_id="OUTAGE-1", jurisdiction=Jurisdiction.EU)
     headers = {"Authorization": f"Bearer {make_api('consent:read').raw_key}"}
-    server = LiveWsgi(compliance.wsgi.application)
+    server = LiveWsgi(compliance.wsgi.application) if server_kind == "wsgi" else LiveAsgi()
 
     def answer() -> tuple[str, bool]:
         started = time.monotonic()

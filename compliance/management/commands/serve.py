@@ -25,7 +25,7 @@ class Command(BaseCommand):
         commands = {
             "web": [
                 os.path.join(bin_dir, "gunicorn"),
-                "compliance.wsgi",
+                "compliance.asgi",
                 "--config",
                 "python:compliance.gunicorn_conf",
                 "--bind",

@@ -1,0 +1,21 @@
+"""gunicorn's worker for ``compliance.asgi``: uvicorn's server in each worker process, on
+uvloop with the httptools parser.
+
+uvicorn's access log is off (its logger keeps no handler): it writes the query string,
+which may carry identities; ``compliance.asgi.AccessLog`` writes gunicorn's access log
+instead. No ``Server`` header. Proxy headers
+(``X-Forwarded-For``, ``X-Forwarded-Proto``) are believed from ``forwarded_allow_ips``
+only, as gunicorn's own workers did.
+"""
+
+from uvicorn_worker import UvicornWorker
+
+
+class Worker(UvicornWorker):
+    CONFIG_KWARGS = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "off",
+        "access_log": False,
+        "server_header": False,
+    }
