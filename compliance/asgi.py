@@ -5,10 +5,11 @@ each gunicorn worker process).
 ``GET /api/v1/consent/check``, the hot path, is answered in the worker's event loop
 (``consent/hotpath_asgi.py``); every other request goes to Django's WSGI application
 (``compliance/wsgi.py``) in a pool of ``WEB_THREADS`` threads per worker. The access log is
-written here, with the path and never the query string: query strings may carry
-identities, which must never reach a log.
+written here, with the path and never the query string (query strings may carry
+identities) nor the client's address.
 """
 
+import gc
 import logging
 import os
 import time
@@ -23,8 +24,8 @@ access_logger = logging.getLogger("gunicorn.access")
 
 
 class AccessLog:
-    """One line per HTTP request, as gunicorn's ``access_log_format`` of before wrote it:
-    ``client "METHOD /path" status bytes durationms``."""
+    """One line per HTTP request: ``"METHOD /path" status bytes durationms``. Neither the
+    query string nor the client's IP address, both personal data (GDPR Art. 4(1))."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -47,10 +48,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            client = scope.get("client")
             access_logger.info(
-                '%s "%s %s" %s %s %dms',
-                client[0] if client else "-",
+                '"%s %s" %s %s %dms',
                 scope["method"],
                 scope["path"],
                 status or 500,
@@ -64,3 +63,8 @@ def build(threads: int) -> AccessLog:
 
 
 application = build(threads=int(os.environ.get("WEB_THREADS", "4")))
+
+# What is loaded by now lives as long as the worker: out of the collector's sight, so that a
+# full collection (about 75 ms over the loaded application, on the 2-core machine) never
+# stalls the event loop and every request waiting on it.
+gc.freeze()

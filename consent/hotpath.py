@@ -25,11 +25,15 @@ a key whose last use is due to be recorded, and Redis unreachable (the full path
 from the database). An unexpected error is logged (its class only: a message may quote
 input) and handed over too.
 
-Two ways in, one logic: ``consent.api.consent_check_route`` (the URL's view, under Django's
-middleware, which adds the security headers), and ``ConsentCheckShortcut``, a WSGI wrapper
-(``compliance/wsgi.py``) that answers this one path before Django's handler and adds what
-the middleware would (``MIDDLEWARE_REVIEWED`` lists the middleware whose effects it was
-written for; with any other list it stands aside). The shortcut sends Django's request
+Three ways in, one logic (``plan``: the command, no I/O; the script; ``settle``: the answer
+from its reply, which calls ``Lifecycle.database()`` before any read of PostgreSQL):
+``consent.api.consent_check_route`` (the URL's view, under Django's middleware, which adds
+the security headers); ``ConsentCheckShortcut``, a WSGI wrapper (``compliance/wsgi.py``)
+that answers this one path before Django's handler and adds what the middleware would
+(``MIDDLEWARE_REVIEWED`` lists the middleware whose effects it was written for; with any
+other list it stands aside); and the deployed server's ASGI front
+(``consent/hotpath_asgi.py``), which runs the script on a pipelined connection in its event
+loop and settles in a thread what needs the database. The shortcut sends Django's request
 signals around the requests that reach the database, so its connections are handled as in
 any request.
 """

@@ -214,6 +214,7 @@ def test_the_access_log_has_the_path_and_never_the_query(server, key, purposes, 
     assert all(f'"GET {URL}" ' in line for line in lines), lines
     assert [line.split('" ')[1].split()[0] for line in lines] == ["200", "200", "200", "404"]
     assert not [line for line in lines if "eva" in line or "EU-1" in line or "?" in line]
+    assert not [line for line in lines if "127.0.0.1" in line]  # nor the client's address
 
 
 @pytest.mark.slow
