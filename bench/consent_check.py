@@ -548,8 +548,19 @@ def main(argv: list[str] | None = None) -> int:
             f"check / healthz throughput: {ratio:.2f} (aim >= {AIM_RATIO})"
             + (f"; the median of the rounds' {ratios}" if len(rounds) > 1 else "")
         )
-        print(f"check p99: {check['p99_us'] / 1000:.2f} ms (aim < {AIM_P99_MS:.0f} ms)")
-        met = ratio >= AIM_RATIO and check["p99_us"] / 1000 < AIM_P99_MS
+        # The p99 of each round, and their median: one round's tail is one moment of the
+        # machine's load.
+        p99s = [c["p99_us"] / 1000 for _, c in rounds]
+        p99 = sorted(p99s)[len(p99s) // 2]
+        print(
+            f"check p99: {p99:.2f} ms (aim < {AIM_P99_MS:.0f} ms)"
+            + (
+                f"; the median of the rounds' {' '.join(f'{v:.1f}' for v in p99s)}"
+                if len(rounds) > 1
+                else ""
+            )
+        )
+        met = ratio >= AIM_RATIO and p99 < AIM_P99_MS
         print("aims met" if met else "aims NOT met")
         print(_load())
         _forget_cache()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from a2wsgi.wsgi import WSGIMiddleware, build_environ
+from a2wsgi.wsgi import WSGIMiddleware
 
 from compliance.redis_pipe import RedisPipe, RedisUnavailable, ReplyError
 from consent import hotpath
@@ -69,7 +69,7 @@ class ConsentCheckFront:
             and scope["method"] == "GET"
             and self.shortcut.active
         ):
-            answered = await self._answer(build_environ(scope, None))
+            answered = await self._answer(_environ(scope))
             if answered is not None:
                 headers, body = answered
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -133,6 +133,31 @@ class ConsentCheckFront:
                 pipe.close()  # the cache moved (settings changed): its old server
             pipe = self._pipes[loop] = RedisPipe(location, timeout=REDIS_TIMEOUT_SECONDS)
         return pipe
+
+
+# Header name (as ASGI gives it) -> its WSGI environ key; filled as names are seen.
+_ENVIRON_KEYS = {b"content-length": "CONTENT_LENGTH", b"content-type": "CONTENT_TYPE"}
+
+
+def _environ(scope) -> dict:
+    """The WSGI environ of a request without a body, as a2wsgi builds it for Django (header
+    values as latin-1 strings, a repeated header's values joined with commas), with only
+    what the hot path reads besides the headers."""
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "PATH_INFO": scope["path"],
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+    }
+    for name, raw in scope["headers"]:
+        key = _ENVIRON_KEYS.get(name)
+        if key is None:
+            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            if len(_ENVIRON_KEYS) < 200:  # the header names are the caller's to choose
+                _ENVIRON_KEYS[name] = key
+        value = raw.decode("latin-1")
+        environ[key] = environ[key] + "," + value if key in environ else value
+    return environ
 
 
 def _settle_in_thread(planned: hotpath.Plan, reply: list, environ) -> bytes | None:

@@ -85,6 +85,35 @@ def test_the_deployed_application_is_the_front_with_the_shortcut_s_checks():
     assert front.shortcut.active
 
 
+def test_the_front_reads_the_request_as_django_s_bridge_does():
+    from a2wsgi.wsgi import build_environ
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": URL,
+        "root_path": "",
+        "query_string": b"subject=customer_id%3AEU-1&purpose=marketing",
+        "http_version": "1.1",
+        "scheme": "https",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "headers": [
+            (b"host", b"privacy.example"),
+            (b"authorization", b"Bearer one"),
+            (b"authorization", b"Bearer two"),  # repeated: joined, and then refused
+            (b"x-forwarded-host", b"elsewhere.example"),
+            (b"content-length", b"0"),
+            (b"sec-gpc", b"1"),
+            (b"x-caf\xe9", b"caf\xe9"),
+        ],
+    }
+    lean = hotpath_asgi._environ(scope)
+    full = build_environ(scope, None)
+    assert lean.items() <= full.items()
+    assert {k for k in full if k.startswith("HTTP_") or k.startswith("CONTENT_")} <= set(lean)
+
+
 def test_the_front_answers_what_the_full_view_answers(
     server, settings, key, purposes, eu_customer, ca_customer, paths
 ):
