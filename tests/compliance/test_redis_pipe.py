@@ -7,6 +7,7 @@ pause or configure a server start their own ``redis-server`` (marked slow)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import os
 import shutil
@@ -38,7 +39,10 @@ def run(scenario: Callable[[], Awaitable], *, limit: float = 10.0):
         asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
         return await asyncio.wait_for(scenario(), limit)
 
-    result = asyncio.run(main())
+    # In a thread of its own: the browser tests' Playwright leaves an event loop running in
+    # the main thread for the rest of the session, and asyncio.run() refuses to nest.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        result = thread.submit(asyncio.run, main()).result()
     gc.collect()  # futures dropped with the loop report an unretrieved exception when freed
     assert not reported, [ctx.get("message") for ctx in reported]
     return result
