@@ -3,9 +3,10 @@ uvloop with the httptools parser.
 
 uvicorn's access log is off (its logger keeps no handler): it writes the query string,
 which may carry identities; ``compliance.asgi.AccessLog`` writes gunicorn's access log
-instead. No ``Server`` header. Proxy headers
-(``X-Forwarded-For``, ``X-Forwarded-Proto``) are believed from ``forwarded_allow_ips``
-only, as gunicorn's own workers did.
+instead. No ``Server`` header. Proxy headers are believed only from the addresses in
+``forwarded_allow_ips``: ``X-Forwarded-Proto`` for the scheme (as gunicorn's own workers
+did) and, unlike them, ``X-Forwarded-For`` for the client's address (``REMOTE_ADDR``, which
+the portal's per-address limits use).
 """
 
 from uvicorn_worker import UvicornWorker
