@@ -50,13 +50,11 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
-
-import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchdb import create_database, drop_database, dsn  # noqa: E402
 
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/compliance"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/"
@@ -153,44 +151,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# --- database ---------------------------------------------------------------------------------
-
-
-def _dsn(url: str, dbname: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
-        sys.exit(f"DATABASE_URL must name a PostgreSQL server, not {parsed.scheme or url!r}.")
-    return parsed._replace(scheme="postgresql", path=f"/{dbname}").geturl()
-
-
-def _admin(url: str) -> psycopg.Connection:
-    try:
-        return psycopg.connect(_dsn(url, "postgres"), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        sys.exit(f"Cannot reach PostgreSQL for the benchmark ({exc.__class__.__name__}).")
-
-
-def _create_database(url: str) -> None:
-    with _admin(url) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-
-
-def _drop_database(url: str) -> None:
-    with _admin(url) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE))
-        )
-
-
 def _environment(server_url: str, var_dir: str) -> dict[str, str]:
     env = dict(os.environ)
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     env.update(
         {
-            "DATABASE_URL": _dsn(server_url, DATABASE).replace("postgresql://", "postgres://", 1),
+            "DATABASE_URL": dsn(server_url, DATABASE).replace("postgresql://", "postgres://", 1),
             "REDIS_URL": redis_url,
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL") or redis_url,
             "SECRET_KEY": "bench-only-not-secret",
@@ -478,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     server_url = os.environ.get("DATABASE_URL") or DEFAULT_SERVER_URL
     var_dir = tempfile.mkdtemp(prefix="bench-consent-")
     env = _environment(server_url, var_dir)
-    _create_database(server_url)
+    create_database(server_url, DATABASE)
     process = None
     try:
         subprocess.run(
@@ -577,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
 
             connections.close_all()
         if not args.keep:
-            _drop_database(server_url)
+            drop_database(server_url, DATABASE)
         shutil.rmtree(var_dir, ignore_errors=True)
 
 

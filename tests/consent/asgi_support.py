@@ -79,3 +79,22 @@ class LiveAsgi:
             for future in [executor.submit(close_in_this_thread) for _ in range(started)]:
                 future.result()
         executor.shutdown(wait=True)
+
+
+def count_hot_answers(monkeypatch, *, front: str) -> list[bool]:
+    """Whether each check the hot path tried, it answered itself (it still does all the work
+    either way): counted at ``answer()`` for the WSGI ways in (``front="wsgi"``), at
+    ``settle()`` for the ASGI front (``front="asgi"``), which runs the script itself."""
+    from consent import hotpath
+
+    answered: list[bool] = []
+    name = "settle" if front == "asgi" else "answer"
+    hot_path = getattr(hotpath, name)
+
+    def counted(*args, **kwargs):
+        body = hot_path(*args, **kwargs)
+        answered.append(body is not None)
+        return body
+
+    monkeypatch.setattr(hotpath, name, counted)
+    return answered

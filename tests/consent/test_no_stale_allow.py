@@ -16,9 +16,9 @@ from rest_framework.test import APIClient
 
 import compliance.wsgi
 from compliance.models import Jurisdiction
-from consent import cache, hotpath, selectors, services
+from consent import cache, selectors, services
 from consent.models import LawfulBasis
-from tests.consent.asgi_support import LiveAsgi
+from tests.consent.asgi_support import LiveAsgi, count_hot_answers
 from tests.consent.wsgi_support import LiveWsgi, call_wsgi
 from tests.factories import PurposeFactory, SubjectFactory
 
@@ -108,18 +108,7 @@ def test_a_losing_reader_s_old_grant_is_not_served_by_the_hot_path_either(
 def test_checks_from_other_connections_never_allow_after_an_acknowledged_withdrawal(
     make_api, marketing, customer, transport, monkeypatch
 ):
-    # Counts what the hot path answered itself (it still does all the work): through
-    # answer() on the WSGI paths, through settle() in the ASGI front.
-    answered_hot = []
-    name = "settle" if transport == "asgi" else "answer"
-    hot_path = getattr(hotpath, name)
-
-    def counted(*args, **kwargs):
-        body = hot_path(*args, **kwargs)
-        answered_hot.append(body is not None)
-        return body
-
-    monkeypatch.setattr(hotpath, name, counted)
+    answered_hot = count_hot_answers(monkeypatch, front="asgi" if transport == "asgi" else "wsgi")
     writer = make_api("consent:write")
     raw_read_key = make_api("consent:read").raw_key
     # A new HTTP connection, thread and database connection per request: slower readers,

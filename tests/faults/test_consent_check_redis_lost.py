@@ -15,7 +15,7 @@ import compliance.wsgi
 from compliance.models import Jurisdiction
 from consent import services
 from consent.models import LawfulBasis
-from tests.consent.asgi_support import LiveAsgi
+from tests.consent.asgi_support import LiveAsgi, count_hot_answers
 from tests.consent.wsgi_support import LiveWsgi
 from tests.factories import PurposeFactory, SubjectFactory
 
@@ -35,20 +35,7 @@ def test_the_check_answers_from_the_database_while_redis_is_down(
             "KEY_PREFIX": "consent-outage",
         }
     }
-    # Counts what the hot path answered itself (it still does all the work): answer() on
-    # the WSGI shortcut, settle() in the ASGI front (which runs the script itself).
-    from consent import hotpath
-
-    answered_hot = []
-    name = "answer" if server_kind == "wsgi" else "settle"
-    hot_path = getattr(hotpath, name)
-
-    def counted(*args, **kwargs):
-        body = hot_path(*args, **kwargs)
-        answered_hot.append(body is not None)
-        return body
-
-    monkeypatch.setattr(hotpath, name, counted)
+    answered_hot = count_hot_answers(monkeypatch, front=server_kind)
     marketing = PurposeFactory(slug="marketing", lawful_basis=LawfulBasis.CONSENT)
     customer = SubjectFactory(external_id="OUTAGE-1", jurisdiction=Jurisdiction.EU)
     headers = {"Authorization": f"Bearer {make_api('consent:read').raw_key}"}
