@@ -11,11 +11,13 @@ the portal's per-address limits use).
 
 from uvicorn_worker import UvicornWorker
 
+from compliance.http_limits import HttpProtocol
+
 
 class Worker(UvicornWorker):
     CONFIG_KWARGS = {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": HttpProtocol,  # httptools, with limits on the request's head
         "lifespan": "off",
         "access_log": False,
         "server_header": False,

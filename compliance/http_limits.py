@@ -1,0 +1,101 @@
+"""Limits on a request's head for the deployed server's HTTP parser.
+
+gunicorn's own workers refuse an over-long request line or too many or too large header
+fields (``limit_request_line``, ``limit_request_fields``, ``limit_request_field_size``);
+under uvicorn's worker those settings do nothing, and httptools keeps whatever a client
+sends until the head ends, so one connection could make a worker hold any amount of memory.
+``HttpProtocol`` is uvicorn's httptools protocol with such limits: it answers 414 to a
+request target over ``MAX_TARGET_BYTES``, 431 to a head (request line and header fields)
+over ``MAX_HEAD_BYTES`` or with more than ``MAX_HEADER_FIELDS`` fields, and closes the
+connection, before the application sees anything. A body is the application's to limit
+(``compliance.middleware.ApiBodyLimitMiddleware``).
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# gunicorn's limit_request_line is 4094 bytes; the API's longest targets (a consent check
+# with a 400-character identity, percent-encoded) stay far below this.
+MAX_TARGET_BYTES = 8190
+# What nginx accepts by default (large_client_header_buffers: four buffers of 8 KiB).
+MAX_HEAD_BYTES = 32 * 1024
+# gunicorn's limit_request_fields.
+MAX_HEADER_FIELDS = 100
+
+_REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class HttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # between a message's end (or the connection's start) and its head's
+        self._head_bytes = 0
+        self._tail = b""  # the last bytes of the head so far: a terminator may span two reads
+        self._header_fields = 0
+        self._refused: _Refused | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            # Only the head is counted: the first blank line ends it, and what follows in this
+            # read is a body (or pipelined requests, which fit in the read).
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
+            self._tail = seen[-3:]
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(_Refused(431, "Request header fields too large."))
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_fields = 0
+
+    def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > MAX_TARGET_BYTES:
+            self._refused = _Refused(414, "Request target too long.")
+            raise self._refused  # the parser stops; send_400_response answers it
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_fields += 1
+        if self._header_fields > MAX_HEADER_FIELDS:
+            self._refused = _Refused(431, "Too many request header fields.")
+            raise self._refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes, self._tail = True, 0, b""
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers every parser error here, including one a callback above raised.
+        if self._refused is not None:
+            self._refuse(self._refused)
+        else:
+            super().send_400_response(msg)
+
+    def _refuse(self, refused: _Refused) -> None:
+        # Nothing from the request is logged: its target or a header may carry identities.
+        self.logger.warning("Refused a request: %s", refused.message)
+        body = refused.message.encode()
+        head = [b"HTTP/1.1 %d %s\r\n" % (refused.status, _REASONS[refused.status])]
+        for name, value in self.server_state.default_headers:
+            head.append(b"%s: %s\r\n" % (name, value))
+        head.append(
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % len(body)
+        )
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
