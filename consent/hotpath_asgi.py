@@ -13,8 +13,8 @@ What cannot be answered from the cache is never waited on in the loop: when ``se
 reaches a read of PostgreSQL (a subject not cached yet, the catalogue moved) it stops, and
 settles again in one of the threads that run Django, from the same script reply (so the
 request is counted once). Every request the hot path does not answer, and every other
-request, goes to Django's WSGI handler in those threads (a2wsgi), marked so that the view
-does not try the hot path again.
+request, goes to Django's WSGI handler in those threads (``compliance/wsgi_bridge.py``),
+marked so that the view does not try the hot path again.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from a2wsgi.wsgi import WSGIMiddleware
-
 from compliance.redis_pipe import RedisPipe, RedisUnavailable, ReplyError
+from compliance.wsgi_bridge import WsgiBridge
 from consent import hotpath
 
 # Seconds the front waits for Redis before it hands the check to the full view (which
@@ -52,14 +51,14 @@ _IN_LOOP = _InLoop()
 
 
 class ConsentCheckFront:
-    """ASGI application: the consent check's hot path, then Django (through a2wsgi, in a
+    """ASGI application: the consent check's hot path, then Django (``WsgiBridge``, in a
     pool of ``threads`` threads) for everything else. ``shortcut`` is the WSGI application
     of ``compliance/wsgi.py``: its checks and headers are the front's, and the Django
     handler it wraps answers what the front does not."""
 
     def __init__(self, shortcut: hotpath.ConsentCheckShortcut, *, threads: int) -> None:
         self.shortcut = shortcut
-        self.django = WSGIMiddleware(self._django, workers=threads)
+        self.django = WsgiBridge(self._django, workers=threads)
         self._pipes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -140,7 +139,7 @@ _ENVIRON_KEYS = {b"content-length": "CONTENT_LENGTH", b"content-type": "CONTENT_
 
 
 def _environ(scope) -> dict:
-    """The WSGI environ of a request without a body, as a2wsgi builds it for Django (header
+    """The WSGI environ of a request without a body, as the bridge builds it for Django (header
     values as latin-1 strings, a repeated header's values joined with commas), with only
     what the hot path reads besides the headers."""
     environ = {

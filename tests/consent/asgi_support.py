@@ -20,10 +20,22 @@ from tests.consent.wsgi_support import Answer
 
 
 class LiveAsgi:
-    def __init__(self, threads: int = 4):
-        self.application = compliance.asgi.build(threads=threads)
+    def __init__(self, threads: int = 4, *, application=None, **config):
+        """``compliance.asgi``'s application, or ``application`` (a ``WsgiBridge``);
+        ``config``: more of uvicorn's settings (``forwarded_allow_ips``)."""
+        if application is None:
+            application = compliance.asgi.build(threads=threads)
+            self.executor = application.app.django.executor
+        else:
+            self.executor = application.executor
+        self.application = application
         config = uvicorn.Config(
-            self.application, host="127.0.0.1", port=0, log_level="warning", **Worker.CONFIG_KWARGS
+            self.application,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            **Worker.CONFIG_KWARGS,
+            **config,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -67,7 +79,7 @@ class LiveAsgi:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         # Django's threads keep their connections (CONN_MAX_AGE): close each one's in it.
-        executor = self.application.app.django.executor
+        executor = self.executor
         started = len(executor._threads)
         if started:
             barrier = threading.Barrier(started, timeout=10)

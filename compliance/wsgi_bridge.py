@@ -1,0 +1,113 @@
+"""Django's WSGI application behind the event loop: ``WsgiBridge`` runs it in a pool of
+threads and hands its responses back to the loop.
+
+A response whose body is already in memory (Django's ``HttpResponse``, or a list) crosses
+back in one piece when the thread is done: the loop sends its start and its body, and the
+thread never waits on the loop. A streaming response (``StreamingHttpResponse``, a file, any
+other iterable) is sent as the thread produces it, in pieces of at least 16 KiB (a file's
+4 KiB blocks gathered), each waiting until the loop has handed it to the connection, so a
+slow client slows the thread instead of filling the worker's memory. a2wsgi's
+``WSGIMiddleware``, which this replaces, waited on the loop for the start, each chunk and the
+end of every response: three waits for a ``/healthz``. The environ and the request's body are
+a2wsgi's (``build_environ``, ``Body``: the body is read from the thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
+from a2wsgi.wsgi import Body, build_environ
+
+# A stream is sent in pieces of at least this many bytes (fewer crossings to the loop).
+_COALESCE_BYTES = 16 * 1024
+
+
+class WsgiBridge:
+    """ASGI application: ``app`` (WSGI) in ``workers`` threads."""
+
+    def __init__(self, app, *, workers: int) -> None:
+        self.app = app
+        self.executor = ThreadPoolExecutor(thread_name_prefix="django", max_workers=workers)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1000})
+            return
+        loop = asyncio.get_running_loop()
+        exchange = _Exchange(loop, send)
+        environ = build_environ(scope, Body(loop, receive))
+        context = contextvars.copy_context()
+        await loop.run_in_executor(self.executor, context.run, exchange.run, self.app, environ)
+        await exchange.finish()
+
+
+class _Exchange:
+    """One request's response, from the WSGI thread to the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, send) -> None:
+        self.loop, self.send = loop, send
+        self.start: dict | None = None  # the start message, until it is sent
+        self.started = False  # the start has gone to the connection (streaming)
+        self.body = b""  # a whole body kept for the loop to send
+
+    # --- in the WSGI thread ---
+
+    def run(self, app, environ) -> None:
+        iterable = app(environ, self.start_response)
+        try:
+            if isinstance(iterable, list | tuple) or getattr(iterable, "streaming", True) is False:
+                body = b"".join(iterable)  # in memory already: HttpResponse, a list
+            else:
+                body = b""
+                for chunk in iterable:
+                    body += chunk
+                    if len(body) >= _COALESCE_BYTES:
+                        self._cross(body, more=True)
+                        body = b""
+            if self.started:  # streamed, or write() was called
+                self._cross(body, more=False)
+            else:
+                self.body = body  # whole: the loop sends it
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+
+    def start_response(self, status: str, headers, exc_info=None):
+        if exc_info is not None and self.started:
+            raise exc_info[1].with_traceback(exc_info[2])  # PEP 3333: too late to replace
+        self.start = {
+            "type": "http.response.start",
+            "status": int(status.split(" ", 1)[0]),
+            "headers": [
+                (name.strip().encode("latin-1").lower(), value.strip().encode("latin-1"))
+                for name, value in headers
+            ],
+        }
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        # WSGI's legacy write(): sent at once, as the specification wants.
+        if data:
+            self._cross(data, more=True)
+
+    def _cross(self, body: bytes, *, more: bool) -> None:
+        asyncio.run_coroutine_threadsafe(self._send(body, more), self.loop).result()
+
+    # --- in the loop ---
+
+    async def _send(self, body: bytes, more: bool) -> None:
+        if not self.started:
+            self.started = True
+            await self.send(self.start)
+        await self.send({"type": "http.response.body", "body": body, "more_body": more})
+
+    async def finish(self) -> None:
+        if self.started:
+            return  # streamed: the thread sent the end
+        if self.start is None:
+            raise RuntimeError("the WSGI application returned without starting a response")
+        await self._send(self.body, more=False)
