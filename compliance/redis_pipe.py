@@ -24,7 +24,9 @@ import ssl
 from typing import Any
 
 import hiredis
+from redis.asyncio.connection import RedisSSLContext
 from redis.connection import SSLConnection, parse_url
+from redis.exceptions import RedisError
 
 ReplyError = hiredis.ReplyError
 
@@ -114,10 +116,31 @@ class _Protocol(asyncio.Protocol):
         return self.transport is not None and not self.transport.is_closing()
 
 
+def _tls_context(options: dict) -> ssl.SSLContext:
+    """The TLS context redis-py's client makes for a ``rediss://`` URL's options
+    (``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+    ``ssl_check_hostname``...), with its defaults (a certificate required, the host name
+    checked): the pipe connects as the cache it reads does."""
+    check_hostname = options.get("ssl_check_hostname")
+    return RedisSSLContext(
+        keyfile=options.get("ssl_keyfile"),
+        certfile=options.get("ssl_certfile"),
+        cert_reqs=options.get("ssl_cert_reqs", "required"),
+        include_verify_flags=options.get("ssl_include_verify_flags"),
+        exclude_verify_flags=options.get("ssl_exclude_verify_flags"),
+        ca_certs=options.get("ssl_ca_certs"),
+        ca_path=options.get("ssl_ca_path"),
+        check_hostname=True if check_hostname is None else check_hostname,
+        min_version=options.get("ssl_min_version"),
+        ciphers=options.get("ssl_ciphers"),
+        password=options.get("ssl_password"),
+    ).get()
+
+
 class RedisPipe:
-    """Commands to the Redis server at ``url`` (``redis://``, ``rediss://`` or
-    ``unix://``, with its user, password and database) over one connection, from callers
-    in one event loop."""
+    """Commands to the Redis server at ``url`` (``redis://``, ``rediss://`` with the TLS
+    options redis-py reads from it, or ``unix://``; with its user, password and database)
+    over one connection, from callers in one event loop."""
 
     def __init__(self, url: str, *, timeout: float) -> None:
         self.url = url
@@ -171,7 +194,7 @@ class RedisPipe:
                 else:
                     tls = None
                     if options.get("connection_class") is SSLConnection:
-                        tls = ssl.create_default_context()
+                        tls = _tls_context(options)
                     _, protocol = await loop.create_connection(
                         factory,
                         options.get("host", "localhost"),
@@ -188,7 +211,7 @@ class RedisPipe:
                 futures = [protocol.send(command) for command in handshake]
                 for future in futures:
                     await future  # an error reply (a wrong password) raises ReplyError
-        except (OSError, TimeoutError, ReplyError) as exc:
+        except (OSError, TimeoutError, ReplyError, RedisError, ValueError) as exc:
             if protocol is not None:
                 protocol.close(RedisUnavailable("handshake failed"))
             for future in futures:  # the replies after a failed one: failed too, unread

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import pytest
 import redis
@@ -618,17 +619,29 @@ def test_a_rediss_url_speaks_tls_and_checks_the_certificate(own_redis, tmp_path,
     server = own_redis(*options, port=0, tls_port=free_port())
     url = f"rediss://127.0.0.1:{server.tls_port}/1"
 
-    async def attempt():
-        pipe = RedisPipe(url, timeout=5)
-        try:
-            return await pipe.execute("ECHO", "private")
-        except RedisUnavailable as exc:
-            return exc
-        finally:
-            pipe.close()
+    def attempt(query: dict | None = None):
+        async def scenario():
+            pipe = RedisPipe(f"{url}?{urlencode(query)}" if query else url, timeout=5)
+            try:
+                return await pipe.execute("ECHO", "private")
+            except RedisUnavailable as exc:
+                return exc
+            finally:
+                pipe.close()
+
+        return run(scenario)
 
     # An unknown certificate authority: refused.
-    assert isinstance(run(attempt), RedisUnavailable)
+    assert isinstance(attempt(), RedisUnavailable)
+    # The URL's TLS options, read as redis-py's client (and so the cache) reads them: the
+    # authority named, or no check at all, as a managed Redis with its own certificate needs.
+    assert attempt({"ssl_ca_certs": str(cert)}) == b"private"
+    assert attempt({"ssl_cert_reqs": "none"}) == b"private"
+    with redis.Redis.from_url(f"{url}?ssl_cert_reqs=none") as client:
+        assert client.echo("private") == b"private"
+    # An option that makes no sense refuses the connection like a server that is not there.
+    assert isinstance(attempt({"ssl_cert_reqs": "sometimes"}), RedisUnavailable)
+    assert isinstance(attempt({"ssl_ca_certs": str(tmp_path / "missing.pem")}), RedisUnavailable)
     # The same server once its certificate is trusted (OpenSSL reads SSL_CERT_FILE).
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    assert run(attempt) == b"private"
+    assert attempt() == b"private"
