@@ -345,6 +345,30 @@ def test_close_fails_the_waiting_callers_and_the_next_call_reconnects(prefix):
     assert second_id != first_id
 
 
+@pytest.mark.slow
+def test_close_while_connecting_keeps_no_connection_and_the_next_call_reconnects(own_redis):
+    server = own_redis()
+
+    async def scenario():
+        pipe = RedisPipe(server.url, timeout=5)
+        try:
+            pending = asyncio.ensure_future(pipe.execute("PING"))
+            await asyncio.sleep(0)  # the connection is being made
+            pipe.close()
+            outcome = (await asyncio.gather(pending, return_exceptions=True))[0]
+            again = await pipe.execute("PING")
+            with server.sync_client() as observer:  # the pipe's one connection, and its own
+                clients = observer.info("clients")["connected_clients"]
+        finally:
+            pipe.close()
+        return outcome, again, clients
+
+    outcome, again, clients = run(scenario)
+    assert isinstance(outcome, RedisUnavailable), outcome
+    assert again == b"PONG"
+    assert clients == 2
+
+
 # Timeouts, lost and refused connections.
 
 
