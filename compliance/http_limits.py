@@ -6,12 +6,16 @@ under uvicorn's worker those settings do nothing, and httptools keeps whatever a
 sends until the head ends, so one connection could make a worker hold any amount of memory.
 ``HttpProtocol`` is uvicorn's httptools protocol with such limits: it answers 414 to a
 request target over ``MAX_TARGET_BYTES``, 431 to a head (request line and header fields)
-over ``MAX_HEAD_BYTES`` or with more than ``MAX_HEADER_FIELDS`` fields, and closes the
+over ``MAX_HEAD_BYTES`` or with more than ``MAX_HEADER_FIELDS`` fields, 408 to a head not
+complete within ``HEAD_TIMEOUT_SECONDS`` (a connection held open by a client that sends
+nothing, or a byte now and then, would otherwise be held for ever), and closes the
 connection, before the application sees anything. A body is the application's to limit
 (``compliance.middleware.ApiBodyLimitMiddleware``).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -22,8 +26,16 @@ MAX_TARGET_BYTES = 8190
 MAX_HEAD_BYTES = 32 * 1024
 # gunicorn's limit_request_fields.
 MAX_HEADER_FIELDS = 100
+# Seconds a client has to send a request's head, from the connection's start or the head's
+# first byte (nginx's client_header_timeout is 60 s). uvicorn closes a connection left idle
+# between requests (gunicorn's keepalive) but waits on an unfinished head for ever.
+HEAD_TIMEOUT_SECONDS = 20.0
 
-_REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
 
 
 class _Refused(Exception):
@@ -40,6 +52,15 @@ class HttpProtocol(HttpToolsProtocol):
         self._tail = b""  # the last bytes of the head so far: a terminator may span two reads
         self._header_fields = 0
         self._refused: _Refused | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_late)
+
+    def connection_lost(self, exc) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
@@ -57,6 +78,8 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_fields = 0
+        if self._head_timer is None:  # a later request on the connection: its own time
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_late)
 
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > MAX_TARGET_BYTES:
@@ -73,7 +96,24 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._stop_head_timer()
         super().on_headers_complete()
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self.flow.read_paused or not (self.cycle is None or self.cycle.response_complete):
+            # Not the client's delay: the server has stopped reading, or is still answering
+            # the request before (pipelined). Its own time starts again.
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_late)
+            return
+        self._refuse(_Refused(408, "The request's head did not arrive in time."))
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes, self._tail = True, 0, b""

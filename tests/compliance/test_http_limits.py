@@ -1,6 +1,7 @@
 """The deployed server refuses an oversized request head (``compliance.http_limits``) before
-the application sees it, as gunicorn's own workers did, and serves everything else as
-before: requests sent over real sockets to uvicorn with the gunicorn worker's settings."""
+the application sees it, as gunicorn's own workers did, and one that does not arrive in
+time; it serves everything else as before: requests sent over real sockets to uvicorn with
+the gunicorn worker's settings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 
 import pytest
 
+from compliance import http_limits
 from compliance.http_limits import MAX_HEAD_BYTES, MAX_HEADER_FIELDS, MAX_TARGET_BYTES
 from tests.consent.asgi_support import LiveAsgi
 
@@ -111,3 +113,37 @@ def test_pipelined_requests_on_one_connection_are_each_served(server):
     keep = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
     response = exchange(server, keep + keep + head())
     assert response.count(b"HTTP/1.1 200 OK") == 3
+
+
+# A head that does not arrive in time. The limit is made short here; the server reads it
+# for each new connection.
+
+
+@pytest.fixture
+def quick_head_limit(monkeypatch):
+    monkeypatch.setattr(http_limits, "HEAD_TIMEOUT_SECONDS", 0.3)
+
+
+def test_a_connection_that_sends_nothing_is_closed_with_408(server, quick_head_limit):
+    started = time.monotonic()
+    response = exchange(server)  # connects and waits for the server to close
+    assert status(response) == 408
+    assert response.endswith(b"The request's head did not arrive in time.")
+    assert time.monotonic() - started < 5
+
+
+def test_a_head_that_stops_half_way_is_closed_with_408(server, quick_head_limit):
+    assert status(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: loc")) == 408
+
+
+def test_a_slow_head_that_ends_in_time_is_served(server, quick_head_limit):
+    pieces = [b"GET /healthz HTTP/1.1\r\n", b"Host: localhost\r\n", b"Connection: close\r\n\r\n"]
+    assert status(exchange(server, *pieces, pause=0.05)) == 200
+
+
+def test_each_request_on_a_kept_connection_has_its_own_time(server, quick_head_limit):
+    keep = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    # The first request is answered, the connection kept; the second head stops half way.
+    response = exchange(server, keep, b"GET /healthz HTTP/1.1\r\n", pause=0.5)
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    assert response.count(b"HTTP/1.1 408 Request Timeout") == 1
