@@ -8,20 +8,33 @@ other iterable) is sent as the thread produces it, in pieces of at least 16 KiB 
 4 KiB blocks gathered), each waiting until the loop has handed it to the connection, so a
 slow client slows the thread instead of filling the worker's memory. a2wsgi's
 ``WSGIMiddleware``, which this replaces, waited on the loop for the start, each chunk and the
-end of every response: three waits for a ``/healthz``. The environ and the request's body are
-a2wsgi's (``build_environ``, ``Body``: the body is read from the thread).
+end of every response: three waits for a ``/healthz``. The environ is a2wsgi's
+(``build_environ``).
+
+A request's body is read in the loop, whole, before a thread is given the request (as a
+proxy that buffers bodies would): a client that sends its body slowly, or stops half way,
+holds a connection and not one of the few threads that run Django. Each piece must come
+within ``BODY_TIMEOUT_SECONDS`` of the one before (408 otherwise), and a body without a
+declared length (chunked) may not exceed ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413), the size
+Django reads into memory anyway. A body declared larger than that is left unread for Django
+to refuse (``ApiBodyLimitMiddleware``'s 413, Django's 400), as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import io
 from concurrent.futures import ThreadPoolExecutor
 
 from a2wsgi.wsgi import Body, build_environ
+from django.conf import settings
 
 # A stream is sent in pieces of at least this many bytes (fewer crossings to the loop).
 _COALESCE_BYTES = 16 * 1024
+# Seconds a client may take between two pieces of a request body (nginx's
+# client_body_timeout is 60 s).
+BODY_TIMEOUT_SECONDS = 20.0
 
 
 class WsgiBridge:
@@ -37,11 +50,78 @@ class WsgiBridge:
                 await send({"type": "websocket.close", "code": 1000})
             return
         loop = asyncio.get_running_loop()
+        length = _declared_length(scope["headers"])
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if length is not None and limit is not None and length > limit:
+            # Refused by Django unread (ApiBodyLimitMiddleware, RequestDataTooBig).
+            environ = build_environ(scope, Body(loop, receive))
+        else:
+            try:
+                body = b"" if length == 0 else await _received_body(receive, limit)
+            except _ClientGone:
+                return
+            except _Refused as refused:
+                await refused.send(send)
+                return
+            environ = build_environ(scope, io.BytesIO(body))
+            if length is None:  # chunked: Django reads CONTENT_LENGTH bytes
+                environ["CONTENT_LENGTH"] = str(len(body))
         exchange = _Exchange(loop, send)
-        environ = build_environ(scope, Body(loop, receive))
         context = contextvars.copy_context()
         await loop.run_in_executor(self.executor, context.run, exchange.run, self.app, environ)
         await exchange.finish()
+
+
+def _declared_length(headers) -> int | None:
+    """The body's length as the head declares it: 0 without one, None for a chunked body."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)  # the parser has refused anything but digits
+        if name == b"transfer-encoding":
+            return None
+    return 0
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    async def send(self, send) -> None:
+        body = self.message.encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _received_body(receive, limit: int | None) -> bytes:
+    """The whole request body, read in the loop: each piece within
+    ``BODY_TIMEOUT_SECONDS`` of the one before (408 otherwise), ``limit`` bytes at most
+    (413 otherwise)."""
+    pieces, size = [], 0
+    while True:
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                message = await receive()
+        except TimeoutError:
+            raise _Refused(408, "The request's body did not arrive in time.") from None
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        piece = message.get("body", b"")
+        size += len(piece)
+        if limit is not None and size > limit:
+            raise _Refused(413, f"The request's body is larger than {limit} bytes.")
+        pieces.append(piece)
+        if not message.get("more_body", False):
+            return b"".join(pieces)
 
 
 class _Exchange:

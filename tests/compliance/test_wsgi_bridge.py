@@ -1,8 +1,9 @@
 """``compliance.wsgi_bridge.WsgiBridge``, the way every request but the consent check's hot
 path reaches Django in the deployed server: WSGI applications of the test's own behind the
 bridge, served by uvicorn with the gunicorn worker's settings over real sockets. Whole
-bodies, streamed ones (sent before the application has finished), request bodies, the
-legacy ``write()``, errors, ``close()`` and the environ."""
+bodies, streamed ones (sent before the application has finished), request bodies (read in
+the loop: slow, stalled, chunked, too large, abandoned), the legacy ``write()``, errors,
+``close()`` and the environ."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+from compliance import wsgi_bridge
 from compliance.wsgi_bridge import WsgiBridge
 from tests.consent.asgi_support import LiveAsgi
 
@@ -219,3 +221,116 @@ def test_head_gets_the_headers_without_the_body(server, app):
     assert time.monotonic() - started < 5
     status, headers, body = split(response)
     assert (status, headers["content-length"], body) == (200, "5", b"")
+
+
+# Request bodies are read in the loop before a thread is given the request.
+
+
+class Echo(Recorder):
+    """Answers with the length of the body it read and its last bytes; counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.refuse_bodies = False  # answer 413 without reading, as Django's limits do
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        self.environ = environ
+        if environ["REQUEST_METHOD"] == "GET":
+            start_response("200 OK", [])
+            return [b"get"]
+        if self.refuse_bodies:
+            start_response("413 Payload Too Large", [("Connection", "close")])
+            return [b"too large"]
+        data = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d:%s" % (len(data), data[-5:])]
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """A bridge with one thread for Django, and a body timeout short enough to wait for."""
+    monkeypatch.setattr(wsgi_bridge, "BODY_TIMEOUT_SECONDS", 0.5)
+    echo = Echo()
+    live = LiveAsgi(application=WsgiBridge(echo, workers=1))
+    yield live, echo
+    live.stop()
+
+
+def post_head(length: int | None, *, close: bool = True) -> bytes:
+    framing = b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length
+    connection = b"Connection: close\r\n" if close else b""
+    return b"POST /echo HTTP/1.1\r\nHost: localhost\r\n%s%s\r\n\r\n" % (connection, framing)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def send_slowly(server: LiveAsgi, pieces: list[bytes], pause: float) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(pause)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+        return received
+
+
+def test_a_body_sent_slowly_but_steadily_arrives_whole(one_thread):
+    server, _ = one_thread
+    pieces = [post_head(40)] + [b"0123456789"] * 4
+    assert split(send_slowly(server, pieces, pause=0.2))[2] == b"40:56789"
+
+
+def test_a_body_that_stops_gets_408_and_never_holds_a_thread(one_thread):
+    server, echo = one_thread
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
+        stalled.sendall(post_head(100) + b"only ten b")
+        time.sleep(0.1)
+        # Meanwhile Django's one thread answers others at once.
+        started = time.monotonic()
+        assert split(raw(server, get("/other")))[2] == b"get"
+        assert time.monotonic() - started < 0.4
+        received = b""
+        while data := stalled.recv(65536):
+            received += data
+    status, _, body = split(received)
+    assert (status, body) == (408, b"The request's body did not arrive in time.")
+    assert echo.calls == 1  # the GET only: the stalled POST never reached the application
+
+
+def test_a_chunked_body_reaches_django_with_its_length(one_thread):
+    server, echo = one_thread
+    request = post_head(None) + chunk(b"a" * 3000) + chunk(b"tail!") + b"0\r\n\r\n"
+    assert split(raw(server, request))[2] == b"3005:tail!"
+    assert echo.environ["CONTENT_LENGTH"] == "3005"
+
+
+def test_a_chunked_body_over_the_limit_gets_413(one_thread, settings):
+    server, echo = one_thread
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    request = post_head(None) + chunk(b"a" * 4000) + chunk(b"b" * 100) + b"0\r\n\r\n"
+    status, _, body = split(raw(server, request))
+    assert (status, body) == (413, b"The request's body is larger than 4096 bytes.")
+    assert echo.calls == 0
+
+
+def test_a_body_declared_over_the_limit_is_left_to_django_unread(one_thread, settings):
+    server, echo = one_thread
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    echo.refuse_bodies = True
+    # Only the head is sent: the answer does not wait for the 5,000 bytes announced.
+    status, _, body = split(raw(server, post_head(5000)))
+    assert (status, body, echo.calls) == (413, b"too large", 1)
+
+
+def test_a_client_gone_before_its_body_ended_never_reaches_the_application(one_thread):
+    server, echo = one_thread
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(post_head(100) + b"half")
+    time.sleep(0.2)
+    assert split(raw(server, get("/after")))[2] == b"get"
+    assert echo.calls == 1
