@@ -353,6 +353,20 @@ CONSENT_GPC_LAST_UPDATE = os.environ.get("CONSENT_GPC_LAST_UPDATE", "2026-11-27"
 CONSENT_RECEIPT_PRIVATE_KEY = os.environ.get("CONSENT_RECEIPT_PRIVATE_KEY", "").replace(
     "\\n", "\n"
 )
+# After a rotation, the public keys (PEM, one after the other) of the keys that signed the
+# receipts customers already hold: published in the JWKS beside the current one.
+CONSENT_RECEIPT_RETIRED_KEYS = os.environ.get("CONSENT_RECEIPT_RETIRED_KEYS", "").replace(
+    "\\n", "\n"
+)
+if CONSENT_RECEIPT_PRIVATE_KEY or CONSENT_RECEIPT_RETIRED_KEYS:
+    from consent import receipt_keys
+
+    try:
+        if CONSENT_RECEIPT_PRIVATE_KEY:
+            receipt_keys.private_key(CONSENT_RECEIPT_PRIVATE_KEY)
+        receipt_keys.public_keys(CONSENT_RECEIPT_RETIRED_KEYS)
+    except ValueError as exc:
+        _fail(str(exc))
 CONSENT_RECEIPT_GENERATE_KEY = EMBEDDED or TESTING or LOCAL_DEMO
 CONSENT_RECEIPT_KEY_FILE = VAR_DIR / "receipt_signing_key.pem"
 CONSENT_CONTROLLER = {

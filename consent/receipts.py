@@ -3,6 +3,12 @@
 The signing key comes from ``CONSENT_RECEIPT_PRIVATE_KEY`` (PEM). In the embedded mode and in
 tests, when it is unset, one is generated once into ``var/receipt_signing_key.pem``. The key
 id is the RFC 7638 thumbprint of the public key, so a rotated key gets a new id by itself.
+
+Rotation: the new private key goes into ``CONSENT_RECEIPT_PRIVATE_KEY`` and the old key's
+public half into ``CONSENT_RECEIPT_RETIRED_KEYS``. Receipts are signed with the current key
+only (asking for one again gives it signed anew), and the JWKS publishes the current key and
+the retired ones, so a receipt a customer was given before the rotation still verifies by
+its ``kid``.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from django.views.decorators.http import require_GET
 from jwt.algorithms import RSAAlgorithm
 
 from compliance.models import Jurisdiction
+from consent import receipt_keys
 from consent.models import ConsentAction, ConsentEvent, ConsentSource
 
 VERSION = "KI-CR-v1.1.0"
 ALGORITHM = "RS256"
-MIN_KEY_BITS = 2048
+MIN_KEY_BITS = receipt_keys.MIN_KEY_BITS
 
 COLLECTION_METHODS = {
     ConsentSource.PORTAL: "Privacy portal web form",
@@ -118,22 +125,40 @@ def signing_key() -> SigningKey:
     with _lock:
         if not pem:
             pem = _generated_pem(Path(settings.CONSENT_RECEIPT_KEY_FILE))
-        private_key = serialization.load_pem_private_key(pem.encode(), password=None)
-        if not isinstance(private_key, rsa.RSAPrivateKey) or private_key.key_size < MIN_KEY_BITS:
-            raise ReceiptSigningUnavailable(
-                f"CONSENT_RECEIPT_PRIVATE_KEY must be an RSA key of at least {MIN_KEY_BITS} bits."
-            )
-        public_jwk = RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-        kid = _thumbprint(public_jwk)
-        key = SigningKey(
-            private_key, kid, {**public_jwk, "kid": kid, "use": "sig", "alg": ALGORITHM}
-        )
+        try:
+            private_key = receipt_keys.private_key(pem)
+        except ValueError as exc:  # checked at start-up too (compliance/settings.py)
+            raise ReceiptSigningUnavailable(str(exc)) from None
+        public_jwk = _public_jwk(private_key.public_key())
+        key = SigningKey(private_key, public_jwk["kid"], public_jwk)
         _keys[cache_key] = key
         return key
 
 
+def _public_jwk(public_key: rsa.RSAPublicKey) -> dict:
+    jwk = RSAAlgorithm.to_jwk(public_key, as_dict=True)
+    return {**jwk, "kid": _thumbprint(jwk), "use": "sig", "alg": ALGORITHM}
+
+
+def retired_jwks() -> list[dict]:
+    """The public keys of ``CONSENT_RECEIPT_RETIRED_KEYS``, which verify the receipts
+    signed before a rotation."""
+    pems = settings.CONSENT_RECEIPT_RETIRED_KEYS
+    if not pems:
+        return []
+    try:
+        return [_public_jwk(key) for key in receipt_keys.public_keys(pems)]
+    except ValueError as exc:  # checked at start-up too
+        raise ReceiptSigningUnavailable(str(exc)) from None
+
+
 def jwks() -> dict:
-    return {"keys": [signing_key().public_jwk]}
+    """The current key first, then the retired ones (each once)."""
+    keys = [signing_key().public_jwk]
+    for jwk in retired_jwks():
+        if all(jwk["kid"] != published["kid"] for published in keys):
+            keys.append(jwk)
+    return {"keys": keys}
 
 
 def _controller() -> dict:
@@ -225,7 +250,7 @@ def receipt_issue(event: ConsentEvent) -> SignedReceipt:
 @require_GET
 @cache_control(public=True, max_age=3600)
 def jwks_json(request):
-    """``/.well-known/jwks.json``: the public key that verifies consent receipts."""
+    """``/.well-known/jwks.json``: the public keys that verify consent receipts."""
     try:
         return JsonResponse(jwks())
     except ReceiptSigningUnavailable as exc:

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parents[2]
 # Never connected to: `check` does not open a database connection.
@@ -139,6 +141,39 @@ def test_production_refuses_a_malformed_flag_naming_it(tmp_path, variable, value
     result = _manage_check(_production(tmp_path, **{variable: value}))
 
     _assert_refused_naming(result, variable)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CONSENT_RECEIPT_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\\nc2VjcmV0\\n"),
+        ("CONSENT_RECEIPT_RETIRED_KEYS", "c2VjcmV0 not a key"),
+    ],
+)
+def test_production_refuses_a_malformed_receipt_key_without_quoting_it(tmp_path, variable, value):
+    result = _manage_check(_production(tmp_path, **{variable: value}))
+
+    line = _assert_refused_naming(result, variable)
+    assert "c2VjcmV0" not in line
+
+
+def test_production_starts_with_a_receipt_key_and_retired_ones(tmp_path):
+    current, retired = (rsa.generate_private_key(65537, 2048) for _ in range(2))
+    private = current.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = retired.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    env = _production(
+        tmp_path,
+        # As an environment variable usually carries it: one line, with \n escapes.
+        CONSENT_RECEIPT_PRIVATE_KEY=private.replace("\n", "\\n"),
+        CONSENT_RECEIPT_RETIRED_KEYS=public.decode().replace("\n", "\\n"),
+    )
+    result = _manage_check(env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- Production mode, configured: secure by default ----------------------------------------

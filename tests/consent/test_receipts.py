@@ -150,6 +150,71 @@ def test_a_configured_key_is_used_and_published(settings, client):
     assert published["kid"]
 
 
+def pem_private(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def pem_public(key: rsa.RSAPrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def test_a_receipt_signed_before_a_rotation_still_verifies_with_the_published_keys(
+    settings, client, writer, reader, purposes, eu_customer
+):
+    old, new, older = (rsa.generate_private_key(65537, 2048) for _ in range(3))
+    settings.CONSENT_RECEIPT_PRIVATE_KEY = pem_private(old)
+    receipt_id = record(writer, subject="customer_id:EU-1", purpose="marketing", action="grant")
+    held = reader.get(f"/api/v1/consent/receipts/{receipt_id}").json()  # what the customer keeps
+    old_kid = jwt.get_unverified_header(held["jwt"])["kid"]
+
+    # The rotation: a new signing key; the old one's public half (and one retired earlier).
+    settings.CONSENT_RECEIPT_PRIVATE_KEY = pem_private(new)
+    settings.CONSENT_RECEIPT_RETIRED_KEYS = pem_public(old) + "\n" + pem_public(older)
+    published = [key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]]
+    again = reader.get(f"/api/v1/consent/receipts/{receipt_id}").json()
+    new_kid = jwt.get_unverified_header(again["jwt"])["kid"]
+
+    assert new_kid != old_kid
+    assert published[0] == new_kid and old_kid in published and len(published) == 3
+    assert verify(client, held["jwt"])["consentReceiptID"] == receipt_id
+    assert verify(client, again["jwt"])["consentReceiptID"] == receipt_id
+    # A key given as both current and retired is published once.
+    settings.CONSENT_RECEIPT_RETIRED_KEYS = pem_public(new)
+    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("CONSENT_RECEIPT_PRIVATE_KEY", "not a key", "not an unencrypted private key"),
+        ("CONSENT_RECEIPT_RETIRED_KEYS", "not a key", "PEM blocks only"),
+        ("CONSENT_RECEIPT_RETIRED_KEYS", "private", "is a private key"),
+    ],
+)
+def test_a_malformed_key_setting_makes_the_key_unavailable_not_a_500(
+    settings, client, writer, reader, purposes, eu_customer, variable, value, words
+):
+    receipt_id = record(writer, subject="customer_id:EU-1", purpose="marketing", action="grant")
+    if value == "private":
+        value = pem_private(rsa.generate_private_key(65537, 2048))
+    setattr(settings, variable, value)
+    published = client.get("/.well-known/jwks.json")
+    assert published.status_code == 503
+    assert words in published.json()["error"]["message"]
+    assert value not in published.json()["error"]["message"]
+    receipt = reader.get(f"/api/v1/consent/receipts/{receipt_id}")
+    # The signing key alone signs receipts: a bad retired key leaves them available.
+    assert receipt.status_code == (503 if variable == "CONSENT_RECEIPT_PRIVATE_KEY" else 200)
+
+
 def test_without_a_key_in_production_receipts_are_unavailable_not_a_500(
     settings, client, writer, reader, purposes, eu_customer
 ):
