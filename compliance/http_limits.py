@@ -10,7 +10,8 @@ over ``MAX_HEAD_BYTES`` or with more than ``MAX_HEADER_FIELDS`` fields, 408 to a
 complete within ``HEAD_TIMEOUT_SECONDS`` (a connection held open by a client that sends
 nothing, or a byte now and then, would otherwise be held for ever), and closes the
 connection, before the application sees anything. A body is the application's to limit
-(``compliance.middleware.ApiBodyLimitMiddleware``).
+(``compliance/wsgi_bridge.py``, ``compliance.middleware.ApiBodyLimitMiddleware``). Its
+connections write through ``compliance.http_writes.CorkedTransport``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from compliance.http_writes import CorkedTransport
 
 # gunicorn's limit_request_line is 4094 bytes; the API's longest targets (a consent check
 # with a 400-character identity, percent-encoded) stay far below this.
@@ -55,7 +58,8 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        # One write per turn of the loop: a response's head and body in one system call.
+        super().connection_made(CorkedTransport(transport, self.loop))
         self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_late)
 
     def connection_lost(self, exc) -> None:

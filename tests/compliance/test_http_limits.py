@@ -147,3 +147,45 @@ def test_each_request_on_a_kept_connection_has_its_own_time(server, quick_head_l
     response = exchange(server, keep, b"GET /healthz HTTP/1.1\r\n", pause=0.5)
     assert response.startswith(b"HTTP/1.1 200 OK")
     assert response.count(b"HTTP/1.1 408 Request Timeout") == 1
+
+
+# One write per response (compliance/http_writes.py).
+
+
+def _write_calls() -> int:
+    """Write system calls this process has made (``syscw``: write and writev, which
+    uvloop's sockets use; the test's own client sends with send(), not counted)."""
+    with open("/proc/self/io") as io:
+        return int(next(line for line in io if line.startswith("syscw:")).split()[1])
+
+
+def _writes_for_responses(server: LiveAsgi, requests: int) -> int:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        keep = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+        def one() -> None:
+            sock.sendall(keep)
+            length = 0
+            while (line := reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+
+        one()  # the connection and the application warmed up
+        before = _write_calls()
+        for _ in range(requests):
+            one()
+        return _write_calls() - before
+
+
+def test_a_response_goes_out_in_one_write(server):
+    # Against uvicorn's own protocol in the same process: the same requests, the same other
+    # writes (the Django thread waking the loop), one write more per response there.
+    plain = LiveAsgi(threads=2, http="httptools")
+    try:
+        uncorked = _writes_for_responses(plain, 200)
+    finally:
+        plain.stop()
+    corked = _writes_for_responses(server, 200)
+    assert uncorked - corked >= 180, (uncorked, corked)

@@ -34,8 +34,7 @@ class LiveAsgi:
             host="127.0.0.1",
             port=0,
             log_level="warning",
-            **Worker.CONFIG_KWARGS,
-            **config,
+            **{**Worker.CONFIG_KWARGS, **config},
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
