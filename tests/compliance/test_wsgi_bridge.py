@@ -251,7 +251,7 @@ class Echo(Recorder):
 @pytest.fixture
 def one_thread(monkeypatch):
     """A bridge with one thread for Django, and a body timeout short enough to wait for."""
-    monkeypatch.setattr(wsgi_bridge, "BODY_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(wsgi_bridge, "BODY_TIMEOUT_SECONDS", 1.0)
     echo = Echo()
     live = LiveAsgi(application=WsgiBridge(echo, workers=1))
     yield live, echo
@@ -293,7 +293,7 @@ def test_a_body_that_stops_gets_408_and_never_holds_a_thread(one_thread):
         # Meanwhile Django's one thread answers others at once.
         started = time.monotonic()
         assert split(raw(server, get("/other")))[2] == b"get"
-        assert time.monotonic() - started < 0.4
+        assert time.monotonic() - started < 0.8  # not after the body's 1 s
         received = b""
         while data := stalled.recv(65536):
             received += data
