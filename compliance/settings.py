@@ -284,6 +284,11 @@ if not DEBUG and not EMBEDDED and not LOCAL_DEMO:
 # Requests to /api/ larger than this are refused with 413 before they are parsed.
 API_MAX_BODY_BYTES = _int("API_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Request bodies a server worker holds at once while they arrive (compliance/wsgi_bridge.py):
+# beyond it a new body is refused with 503 until others are done.
+WEB_BODY_BUFFER_BYTES = _int("WEB_BODY_BUFFER_BYTES", 128 * 1024 * 1024, minimum=1024)
+if WEB_BODY_BUFFER_BYTES < API_MAX_BODY_BYTES:
+    _fail("WEB_BODY_BUFFER_BYTES must be at least API_MAX_BODY_BYTES, or no such body fits.")
 INGEST_MAX_BATCH = 1000
 
 # Requests per API client per minute, counted in Redis; 0 turns the limit off (the default

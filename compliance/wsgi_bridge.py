@@ -17,7 +17,10 @@ holds a connection and not one of the few threads that run Django. Each piece mu
 within ``BODY_TIMEOUT_SECONDS`` of the one before (408 otherwise), and a body without a
 declared length (chunked) may not exceed ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413), the size
 Django reads into memory anyway. A body declared larger than that is left unread for Django
-to refuse (``ApiBodyLimitMiddleware``'s 413, Django's 400), as before.
+to refuse (``ApiBodyLimitMiddleware``'s 413, Django's 400), as before. The bodies a worker
+holds at once, arriving or waiting for a thread, stay within ``WEB_BODY_BUFFER_BYTES``: a
+body that would go beyond it is refused with 503 and ``Retry-After``, so many slow uploads
+cannot fill the worker's memory.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class WsgiBridge:
     def __init__(self, app, *, workers: int) -> None:
         self.app = app
         self.executor = ThreadPoolExecutor(thread_name_prefix="django", max_workers=workers)
+        self.buffered = 0  # bytes of request bodies held now (WEB_BODY_BUFFER_BYTES)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -52,24 +56,54 @@ class WsgiBridge:
         loop = asyncio.get_running_loop()
         length = _declared_length(scope["headers"])
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if length is not None and limit is not None and length > limit:
-            # Refused by Django unread (ApiBodyLimitMiddleware, RequestDataTooBig).
-            environ = build_environ(scope, Body(loop, receive))
-        else:
-            try:
-                body = b"" if length == 0 else await _received_body(receive, limit)
-            except _ClientGone:
-                return
-            except _Refused as refused:
-                await refused.send(send)
-                return
-            environ = build_environ(scope, io.BytesIO(body))
-            if length is None:  # chunked: Django reads CONTENT_LENGTH bytes
-                environ["CONTENT_LENGTH"] = str(len(body))
-        exchange = _Exchange(loop, send)
-        context = contextvars.copy_context()
-        await loop.run_in_executor(self.executor, context.run, exchange.run, self.app, environ)
-        await exchange.finish()
+        budget = _Budget(self)
+        try:
+            if length is not None and limit is not None and length > limit:
+                # Refused by Django unread (ApiBodyLimitMiddleware, RequestDataTooBig).
+                environ = build_environ(scope, Body(loop, receive))
+            else:
+                try:
+                    if length:
+                        budget.check(length)  # refused before a byte is read
+                    body = b"" if length == 0 else await _received_body(receive, limit, budget)
+                except _ClientGone:
+                    return
+                except _Refused as refused:
+                    await refused.send(send)
+                    return
+                environ = build_environ(scope, io.BytesIO(body))
+                if length is None:  # chunked: Django reads CONTENT_LENGTH bytes
+                    environ["CONTENT_LENGTH"] = str(len(body))
+            exchange = _Exchange(loop, send)
+            context = contextvars.copy_context()
+            await loop.run_in_executor(self.executor, context.run, exchange.run, self.app, environ)
+            await exchange.finish()
+        finally:
+            budget.release()
+
+
+class _Budget:
+    """One request's share of its worker's ``WEB_BODY_BUFFER_BYTES``."""
+
+    def __init__(self, bridge: WsgiBridge) -> None:
+        self.bridge, self.held = bridge, 0
+
+    def check(self, size: int) -> None:
+        if self.bridge.buffered + size > settings.WEB_BODY_BUFFER_BYTES:
+            raise _Refused(
+                503,
+                "The server is receiving too much at once; send this again shortly.",
+                retry_after=1,
+            )
+
+    def take(self, size: int) -> None:
+        self.check(size)
+        self.bridge.buffered += size
+        self.held += size
+
+    def release(self) -> None:
+        self.bridge.buffered -= self.held
+        self.held = 0
 
 
 def _declared_length(headers) -> int | None:
@@ -87,9 +121,9 @@ class _ClientGone(Exception):
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.retry_after = status, message, retry_after
 
     async def send(self, send) -> None:
         body = self.message.encode()
@@ -98,14 +132,16 @@ class _Refused(Exception):
             (b"content-length", b"%d" % len(body)),
             (b"connection", b"close"),
         ]
+        if self.retry_after is not None:
+            headers.append((b"retry-after", b"%d" % self.retry_after))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
-async def _received_body(receive, limit: int | None) -> bytes:
+async def _received_body(receive, limit: int | None, budget: _Budget) -> bytes:
     """The whole request body, read in the loop: each piece within
     ``BODY_TIMEOUT_SECONDS`` of the one before (408 otherwise), ``limit`` bytes at most
-    (413 otherwise)."""
+    (413 otherwise), within the worker's budget (503 otherwise)."""
     pieces, size = [], 0
     while True:
         try:
@@ -119,6 +155,7 @@ async def _received_body(receive, limit: int | None) -> bytes:
         size += len(piece)
         if limit is not None and size > limit:
             raise _Refused(413, f"The request's body is larger than {limit} bytes.")
+        budget.take(len(piece))
         pieces.append(piece)
         if not message.get("more_body", False):
             return b"".join(pieces)

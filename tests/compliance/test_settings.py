@@ -135,7 +135,13 @@ def test_the_database_url_error_never_repeats_the_password(tmp_path):
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("SECURE_SSL_REDIRECT", "maybe"), ("SECURE_HSTS_SECONDS", "a year"), ("DEBUG", "yes please")],
+    [
+        ("SECURE_SSL_REDIRECT", "maybe"),
+        ("SECURE_HSTS_SECONDS", "a year"),
+        ("DEBUG", "yes please"),
+        ("WEB_BODY_BUFFER_BYTES", "lots"),
+        ("WEB_BODY_BUFFER_BYTES", "4096"),  # less than one API body may be
+    ],
 )
 def test_production_refuses_a_malformed_flag_naming_it(tmp_path, variable, value):
     result = _manage_check(_production(tmp_path, **{variable: value}))

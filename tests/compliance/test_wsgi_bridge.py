@@ -334,3 +334,27 @@ def test_a_client_gone_before_its_body_ended_never_reaches_the_application(one_t
     time.sleep(0.2)
     assert split(raw(server, get("/after")))[2] == b"get"
     assert echo.calls == 1
+
+
+def test_bodies_held_at_once_stay_within_the_worker_budget(one_thread, settings):
+    server, _ = one_thread
+    settings.WEB_BODY_BUFFER_BYTES = 10_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
+        # 8,000 bytes held while the rest is awaited...
+        stalled.sendall(post_head(9_000) + b"s" * 8_000)
+        time.sleep(0.2)
+        # ...so a body declared beyond what is left is refused before it is read,
+        busy = split(raw(server, post_head(5_000)))
+        # and a chunked one once it grows beyond it.
+        chunked = post_head(None) + chunk(b"c" * 1_500) + chunk(b"c" * 1_500) + b"0\r\n\r\n"
+        busy_chunked = split(raw(server, chunked))
+        # A body that fits is served meanwhile.
+        assert split(raw(server, post_head(1_000) + b"f" * 1_000))[2] == b"1000:fffff"
+        while stalled.recv(65536):  # the stalled upload ends in 408, and its share is freed
+            pass
+    status, headers, body = busy
+    assert (status, headers["retry-after"]) == (503, "1")
+    assert body == b"The server is receiving too much at once; send this again shortly."
+    assert busy_chunked[0] == 503
+    assert split(raw(server, post_head(5_000) + b"a" * 5_000))[2] == b"5000:aaaaa"
+    assert server.application.buffered == 0
