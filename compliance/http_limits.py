@@ -41,10 +41,27 @@ _REASONS = {
 }
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+class Refused(Exception):
+    """A request the server answers itself, here or in ``compliance/wsgi_bridge.py``: a
+    status, one plain sentence (never anything from the request), and the connection closed."""
+
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.retry_after = status, message, retry_after
+
+    @property
+    def body(self) -> bytes:
+        return self.message.encode()
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(self.body)),
+            (b"connection", b"close"),
+        ]
+        if self.retry_after is not None:
+            headers.append((b"retry-after", b"%d" % self.retry_after))
+        return headers
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -54,7 +71,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._tail = b""  # the last bytes of the head so far: a terminator may span two reads
         self._header_fields = 0
-        self._refused: _Refused | None = None
+        self._refused: Refused | None = None
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
@@ -75,7 +92,7 @@ class HttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
             self._tail = seen[-3:]
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(_Refused(431, "Request header fields too large."))
+                self._refuse(Refused(431, "Request header fields too large."))
                 return
         super().data_received(data)
 
@@ -87,14 +104,14 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > MAX_TARGET_BYTES:
-            self._refused = _Refused(414, "Request target too long.")
+            self._refused = Refused(414, "Request target too long.")
             raise self._refused  # the parser stops; send_400_response answers it
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_fields += 1
         if self._header_fields > MAX_HEADER_FIELDS:
-            self._refused = _Refused(431, "Too many request header fields.")
+            self._refused = Refused(431, "Too many request header fields.")
             raise self._refused
         super().on_header(name, value)
 
@@ -117,7 +134,7 @@ class HttpProtocol(HttpToolsProtocol):
             # the request before (pipelined). Its own time starts again.
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_late)
             return
-        self._refuse(_Refused(408, "The request's head did not arrive in time."))
+        self._refuse(Refused(408, "The request's head did not arrive in time."))
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes, self._tail = True, 0, b""
@@ -130,16 +147,11 @@ class HttpProtocol(HttpToolsProtocol):
         else:
             super().send_400_response(msg)
 
-    def _refuse(self, refused: _Refused) -> None:
+    def _refuse(self, refused: Refused) -> None:
         # Nothing from the request is logged: its target or a header may carry identities.
         self.logger.warning("Refused a request: %s", refused.message)
-        body = refused.message.encode()
         head = [b"HTTP/1.1 %d %s\r\n" % (refused.status, _REASONS[refused.status])]
-        for name, value in self.server_state.default_headers:
+        for name, value in [*self.server_state.default_headers, *refused.headers()]:
             head.append(b"%s: %s\r\n" % (name, value))
-        head.append(
-            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % len(body)
-        )
-        self.transport.write(b"".join(head) + body)
+        self.transport.write(b"".join(head) + b"\r\n" + refused.body)
         self.transport.close()

@@ -148,7 +148,6 @@ class RedisPipe:
         self._options = parse_url(url)
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future | None = None
-        self._closes = 0  # close() calls: a connection made across one is not kept
 
     async def execute(self, *args: bytes | str) -> Any:
         """One command's reply; ``ReplyError`` for an error reply, ``RedisUnavailable``
@@ -161,8 +160,7 @@ class RedisPipe:
     def close(self) -> None:
         """Fail the callers waiting, including those waiting for a connection being made
         (closed as soon as it is); the next call connects again."""
-        self._closes += 1
-        self._connecting = None
+        self._connecting = None  # an attempt under way keeps nothing (``_connect``)
         if self._protocol is not None:
             self._protocol.close(RedisUnavailable("closed"))
             self._protocol = None
@@ -173,7 +171,7 @@ class RedisPipe:
         cancelled, so the next call after a loss never gets a finished attempt's result."""
         connecting = self._connecting
         if connecting is None:
-            connecting = self._connecting = asyncio.ensure_future(self._connect(self._closes))
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
             connecting.add_done_callback(self._connect_ended)
         return await asyncio.shield(connecting)
 
@@ -183,8 +181,7 @@ class RedisPipe:
         if not connecting.cancelled():
             connecting.exception()  # read here, as its callers may all have gone
 
-    async def _connect(self, closes: int) -> _Protocol:
-        """A new connection; ``closes``: ``close()`` calls when the attempt began."""
+    async def _connect(self) -> _Protocol:
         options = self._options
         loop = asyncio.get_running_loop()
         protocol = None
@@ -224,7 +221,7 @@ class RedisPipe:
                 if future.done() and not future.cancelled():
                     future.exception()
             raise RedisUnavailable(f"cannot connect ({type(exc).__name__})") from None
-        if self._closes != closes:
+        if self._connecting is not asyncio.current_task():  # close() came meanwhile
             protocol.close(RedisUnavailable("closed"))
             raise RedisUnavailable("closed while connecting")
         self._protocol = protocol

@@ -368,7 +368,7 @@ if CONSENT_RECEIPT_PRIVATE_KEY or CONSENT_RECEIPT_RETIRED_KEYS:
 
     try:
         if CONSENT_RECEIPT_PRIVATE_KEY:
-            receipt_keys.private_key(CONSENT_RECEIPT_PRIVATE_KEY)
+            receipt_keys.private_key(CONSENT_RECEIPT_PRIVATE_KEY, check_primes=False)
         receipt_keys.public_keys(CONSENT_RECEIPT_RETIRED_KEYS)
     except ValueError as exc:
         _fail(str(exc))

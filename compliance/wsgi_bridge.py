@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from a2wsgi.wsgi import Body, build_environ
 from django.conf import settings
 
+from compliance.http_limits import Refused
+
 # A stream is sent in pieces of at least this many bytes (fewer crossings to the loop).
 _COALESCE_BYTES = 16 * 1024
 # Seconds a client may take between two pieces of a request body (nginx's
@@ -68,8 +70,15 @@ class WsgiBridge:
                     body = b"" if length == 0 else await _received_body(receive, limit, budget)
                 except _ClientGone:
                     return
-                except _Refused as refused:
-                    await refused.send(send)
+                except Refused as refused:
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": refused.status,
+                            "headers": refused.headers(),
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": refused.body})
                     return
                 environ = build_environ(scope, io.BytesIO(body))
                 if length is None:  # chunked: Django reads CONTENT_LENGTH bytes
@@ -90,7 +99,7 @@ class _Budget:
 
     def check(self, size: int) -> None:
         if self.bridge.buffered + size > settings.WEB_BODY_BUFFER_BYTES:
-            raise _Refused(
+            raise Refused(
                 503,
                 "The server is receiving too much at once; send this again shortly.",
                 retry_after=1,
@@ -120,24 +129,6 @@ class _ClientGone(Exception):
     pass
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.retry_after = status, message, retry_after
-
-    async def send(self, send) -> None:
-        body = self.message.encode()
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-            (b"connection", b"close"),
-        ]
-        if self.retry_after is not None:
-            headers.append((b"retry-after", b"%d" % self.retry_after))
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
 async def _received_body(receive, limit: int | None, budget: _Budget) -> bytes:
     """The whole request body, read in the loop: each piece within
     ``BODY_TIMEOUT_SECONDS`` of the one before (408 otherwise), ``limit`` bytes at most
@@ -148,13 +139,13 @@ async def _received_body(receive, limit: int | None, budget: _Budget) -> bytes:
             async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
                 message = await receive()
         except TimeoutError:
-            raise _Refused(408, "The request's body did not arrive in time.") from None
+            raise Refused(408, "The request's body did not arrive in time.") from None
         if message["type"] == "http.disconnect":
             raise _ClientGone
         piece = message.get("body", b"")
         size += len(piece)
         if limit is not None and size > limit:
-            raise _Refused(413, f"The request's body is larger than {limit} bytes.")
+            raise Refused(413, f"The request's body is larger than {limit} bytes.")
         budget.take(len(piece))
         pieces.append(piece)
         if not message.get("more_body", False):

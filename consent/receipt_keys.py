@@ -18,9 +18,16 @@ MIN_KEY_BITS = 2048
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 
 
-def private_key(pem: str, *, name: str = "CONSENT_RECEIPT_PRIVATE_KEY") -> rsa.RSAPrivateKey:
+def private_key(
+    pem: str, *, name: str = "CONSENT_RECEIPT_PRIVATE_KEY", check_primes: bool = True
+) -> rsa.RSAPrivateKey:
+    """The key of ``pem``. ``check_primes=False`` only reads it: the check of an RSA key's
+    numbers takes about 85 ms for 3,072 bits, too much for every process's start-up, and
+    the key that signs is loaded with it once per process."""
     try:
-        key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
+        key = serialization.load_pem_private_key(
+            pem.strip().encode(), password=None, unsafe_skip_rsa_key_validation=not check_primes
+        )
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ValueError(
             f"{name} is not an unencrypted private key in PEM "

@@ -14,6 +14,7 @@ its ``kid``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -143,13 +144,15 @@ def _public_jwk(public_key: rsa.RSAPublicKey) -> dict:
 def retired_jwks() -> list[dict]:
     """The public keys of ``CONSENT_RECEIPT_RETIRED_KEYS``, which verify the receipts
     signed before a rotation."""
-    pems = settings.CONSENT_RECEIPT_RETIRED_KEYS
-    if not pems:
-        return []
     try:
-        return [_public_jwk(key) for key in receipt_keys.public_keys(pems)]
+        return _retired_jwks(settings.CONSENT_RECEIPT_RETIRED_KEYS)
     except ValueError as exc:  # checked at start-up too
         raise ReceiptSigningUnavailable(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _retired_jwks(pems: str) -> list[dict]:
+    return [_public_jwk(key) for key in receipt_keys.public_keys(pems)]
 
 
 def jwks() -> dict:
